@@ -1,0 +1,73 @@
+"""params.yaml `models` (tokenizer, student, teacher) and `agent` (prompting, rollouts, rewards)."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from atod.configbase import Section
+
+
+class TinyArch(Section):
+    """Architecture of a model built from scratch (the embedded default)."""
+
+    architecture: Literal["qwen3", "llama"] = "qwen3"
+    hidden_size: int = Field(96, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(256, ge=8)
+    max_position_embeddings: int = Field(1024, ge=64)
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be divisible by num_kv_heads ({self.num_kv_heads})")
+        return self
+
+
+class ModelSpec(Section):
+    """Where a model comes from: `tiny` (built from `arch`, trained from scratch) or `pretrained`
+    (a Hugging Face hub name or local path in `name_or_path`)."""
+
+    source: Literal["tiny", "pretrained"] = "tiny"
+    name_or_path: str | None = None
+    arch: TinyArch = TinyArch()
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    @model_validator(mode="after")
+    def _pretrained_needs_name(self):
+        if self.source == "pretrained" and not self.name_or_path:
+            raise ValueError("source 'pretrained' needs name_or_path (a hub name or a local directory)")
+        return self
+
+
+class TokenizerSpec(Section):
+    """`embedded`: a word-level tokenizer built from the generated benchmarks' texts (tags and action
+    words kept whole); `pretrained`: the tokenizer of models.student.name_or_path."""
+
+    source: Literal["embedded", "pretrained"] = "embedded"
+    vocab_size: int = Field(2048, ge=64, le=262144)
+    min_frequency: int = Field(1, ge=1)
+
+
+class ModelsConfig(Section):
+    tokenizer: TokenizerSpec = TokenizerSpec()
+    student: ModelSpec = ModelSpec()
+    teacher: ModelSpec = ModelSpec(arch=TinyArch(hidden_size=128, num_layers=4, intermediate_size=384))
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(0, ge=0, description="0 = torch's default")
+
+
+class AgentConfig(Section):
+    """How the agent is prompted and rewarded; shared by every stage that runs episodes."""
+
+    history_length: int = Field(2, ge=0, le=50, description="past (observation, action) pairs in each prompt")
+    max_new_tokens: int = Field(48, ge=4, le=4096, description="token limit of one turn's response")
+    success_reward: float = Field(10.0, gt=0, description="training reward for a won episode (verl-agent: 10)")
+    invalid_penalty: float = Field(0.1, ge=0, description="penalty per malformed action (ALFWorld, WebShop)")
+    searchqa_invalid_penalty: float = Field(0.01, ge=0, description="penalty per malformed Search-QA turn")
+    train_temperature: float = Field(1.0, gt=0)
+    eval_temperature: float = Field(0.4, gt=0)
+    think: bool = Field(False, description="ask for <think> reasoning before the action")

@@ -1,0 +1,12 @@
+"""params.yaml `prepare.webshop`: size of the generated WebShop catalogue and goal sets."""
+
+from pydantic import Field
+
+from atod.configbase import Section
+
+
+class WebshopConfig(Section):
+    num_products: int = Field(300, ge=20, description="products in the generated catalogue")
+    train_tasks: int = Field(200, ge=1)
+    test_tasks: int = Field(100, ge=1)
+    max_turns: int = Field(15, ge=1, le=100)

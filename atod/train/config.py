@@ -1,0 +1,72 @@
+"""params.yaml `sft_warmup`, `cache_teacher` and `train` sections."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from atod.configbase import Section
+
+Method = Literal["grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token", "seqkd"]
+Benchmark = Literal["alfworld", "webshop", "searchqa"]
+
+
+class SFTRun(Section):
+    """Supervised fine-tuning on expert demonstrations (loss on action tokens only)."""
+
+    episodes_per_benchmark: int = Field(200, ge=1, description="expert demonstration episodes per benchmark")
+    expert_noise: float = Field(0.0, ge=0.0, le=1.0, description="probability of a random action per step")
+    steps: int = Field(1000, ge=0, description="optimizer steps (0 = keep the initial model)")
+    sequences_per_step: int = Field(8, ge=1, description="(prompt, action) sequences per optimizer step")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+
+
+class SFTWarmupConfig(Section):
+    seed: int = 0
+    teacher: SFTRun = SFTRun(episodes_per_benchmark=300, expert_noise=0.1, steps=3000)
+    student: SFTRun = SFTRun(episodes_per_benchmark=30, expert_noise=0.3, steps=150)
+
+
+class CacheTeacherConfig(Section):
+    seed: int = 0
+    tasks_per_benchmark: int = Field(64, ge=1, description="training tasks the teacher plays")
+    samples_per_task: int = Field(1, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    seqkd: SFTRun = SFTRun(episodes_per_benchmark=64, steps=300, lr=5e-4)
+
+
+class AnnealConfig(Section):
+    """kappa (OPD weight) and rho (GRPO weight) schedule; see ATOD_METHOD.md."""
+
+    kind: Literal["linear", "cosine", "exponential", "step", "constant"] = "linear"
+    anneal_steps: int = Field(80, ge=1, description="T: steps over which kappa/rho move (paper: 80 of 150)")
+    kappa_init: float = Field(1.0, ge=0)
+    kappa_min: float = Field(0.1, ge=0)
+    rho_init: float = Field(1.0, ge=0)
+    rho_max: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.kappa_min > self.kappa_init:
+            raise ValueError(f"kappa_min ({self.kappa_min}) must be <= kappa_init ({self.kappa_init})")
+        return self
+
+
+class TrainConfig(Section):
+    methods: list[Method] = Field(default_factory=lambda: ["grpo", "opd", "atod"], min_length=1)
+    benchmarks: list[Benchmark] = Field(default_factory=lambda: ["alfworld", "webshop", "searchqa"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    steps: int = Field(150, ge=1, description="optimizer steps (= rollout batches) per run")
+    tasks_per_step: int = Field(8, ge=1, description="distinct training tasks per step")
+    samples_per_task: int = Field(8, ge=1, description="G: rollouts per task (the GRPO group)")
+    episodes_per_microbatch: int = Field(16, ge=1, description="episodes per forward/backward chunk")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    clip_eps: float = Field(0.2, gt=0, le=1.0)
+    adv_eps: float = Field(1e-6, gt=0, description="eps in the GRPO advantage denominator")
+    anneal: AnnealConfig = AnnealConfig()
+    checkpoint_every: int = Field(10, ge=1)
+    eval_every: int = Field(10, ge=1, description="validation every N steps (best-checkpoint selection)")
+    eval_tasks: int = Field(32, ge=1, description="validation tasks per benchmark during training")

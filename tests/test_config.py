@@ -1,0 +1,130 @@
+"""params.yaml validation: the shipped file loads in every profile; each kind of bad input is refused
+before compute with a message naming the key path and what is allowed."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from atod.config import PROFILES, ConfigError, Params, deep_merge, load_params, resolve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_shipped_params_load_in_every_profile(raw):
+    for name in PROFILES:
+        p = resolve(raw, profile=name)
+        assert isinstance(p, Params) and p.profile == name
+    assert load_params(ROOT / "params.yaml").profile == raw["profile"]
+
+
+def test_profiles_override_and_differ(raw):
+    smoke, default, gpu = (resolve(raw, profile=n) for n in ("smoke", "default", "gpu"))
+    assert smoke.train.steps < default.train.steps < gpu.train.steps
+    assert smoke.prepare.alfworld.train_tasks < default.prepare.alfworld.train_tasks
+    # a profile only touches what it overrides
+    assert smoke.agent == default.agent
+    assert smoke.train.clip_eps == default.train.clip_eps
+
+
+def test_deep_merge_replaces_lists_and_keeps_siblings():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 2}
+    out = deep_merge(base, {"a": {"y": [3]}})
+    assert out == {"a": {"x": 1, "y": [3]}, "b": 2}
+    assert base["a"]["y"] == [1, 2]
+
+
+def _bad(raw, path, value):
+    bad = copy.deepcopy(raw)
+    node = bad
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return bad
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("train.stepz", 3, ["train.stepz", "unknown key", "steps"]),
+        ("train.steps", "many", ["train.steps", "integer", "'many'"]),
+        ("train.steps", 0, ["train.steps", "greater than or equal to 1"]),
+        ("train.clip_eps", 1.5, ["train.clip_eps", "less than or equal to 1"]),
+        ("train.methods", ["atod", "ppo"], ["train.methods.1", "'grpo'", "'atod'", "'ppo'"]),
+        ("train.anneal.kind", "sigmoid", ["train.anneal.kind", "'linear'", "'cosine'"]),
+        ("train.anneal.kappa_min", 2.0, ["train.anneal", "kappa_min"]),
+        ("models.student.source", "pretrained", ["models.student", "name_or_path"]),
+        ("models.student.arch.num_heads", 5, ["hidden_size", "num_heads"]),
+        ("agent.eval_temperature", -1, ["agent.eval_temperature", "greater than 0"]),
+        ("prepare.benchmarks", ["alfworld", "minecraft"], ["prepare.benchmarks.1", "'webshop'"]),
+        ("evaluate.confidence", 1.5, ["evaluate.confidence"]),
+        ("bogus_section", {}, ["bogus_section", "unknown key", "train"]),
+    ],
+)
+def test_bad_values_name_the_key(raw, path, value, expected):
+    with pytest.raises(ConfigError) as exc:
+        resolve(_bad(raw, path, value))
+    message = str(exc.value)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} missing from:\n{message}"
+
+
+def test_bad_value_in_another_profile_is_caught_early(raw):
+    bad = copy.deepcopy(raw)
+    bad["profiles"]["gpu"]["train"]["steps"] = -5
+    with pytest.raises(ConfigError) as exc:
+        resolve(bad, profile="smoke")
+    assert "profile 'gpu'" in str(exc.value) and "train.steps" in str(exc.value)
+
+
+def test_bad_profile_blocks(raw):
+    with pytest.raises(ConfigError, match="profile: 'huge' is not one of smoke, default, gpu"):
+        resolve(raw, profile="huge")
+    bad = copy.deepcopy(raw)
+    bad["profiles"]["tiny"] = {}
+    with pytest.raises(ConfigError, match="profiles.tiny: unknown profile"):
+        resolve(bad)
+    bad = copy.deepcopy(raw)
+    bad["profiles"]["smoke"]["trian"] = {"steps": 1}
+    with pytest.raises(ConfigError, match=r"profiles.smoke.trian: unknown section; allowed: prepare"):
+        resolve(bad)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    f = tmp_path / "params.yaml"
+    f.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(f)
+    f.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_params(f)
+
+
+def test_flat_params_are_leaves(raw):
+    flat = resolve(raw).flat()
+    assert flat["train.anneal.kappa_min"] == 0.1
+    assert flat["profile"] == raw["profile"]
+    assert all(not isinstance(v, dict) for v in flat.values())
+
+
+def test_cli_refuses_bad_params_with_exit_2(raw, tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(_bad(raw, "train.lr", -1.0)))
+    proc = subprocess.run([sys.executable, "-m", "atod.cli", "config", "validate", "--params", str(f)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "train.lr" in proc.stderr and "greater than 0" in proc.stderr
+    ok = subprocess.run([sys.executable, "-m", "atod.cli", "config", "validate"], capture_output=True, text=True,
+                        cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
