@@ -1,8 +1,9 @@
 """params.yaml `prepare.alfworld`: sizes of the generated ALFWorld task sets."""
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from atod.configbase import Section
+from atod.envs.alfworld.constants import TASK_TYPES
 
 
 class AlfworldConfig(Section):
@@ -24,3 +25,24 @@ class AlfworldConfig(Section):
         ]
     )
     max_turns: int = Field(50, ge=1, le=200)
+    num_layouts: int = Field(40, ge=8, le=400, description="distinct rooms (floor plans), spread over 4 scene types")
+    unseen_layout_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="share of each scene type's rooms reserved for valid_unseen")
+    unseen_goal_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0,
+        description="share of each task type's (object, receptacle/lamp) goal combinations reserved for valid_unseen")
+    corpus_episodes_per_split: int = Field(
+        20, ge=1, description="expert episodes per split whose texts corpus_texts() returns (tokenizer vocabulary)")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> "AlfworldConfig":
+        if self.min_receptacles > self.max_receptacles:
+            raise ValueError(f"min_receptacles ({self.min_receptacles}) > max_receptacles ({self.max_receptacles})")
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects ({self.min_objects}) > max_objects ({self.max_objects})")
+        if not self.task_types:
+            raise ValueError("task_types is empty")
+        unknown = sorted(set(self.task_types) - set(TASK_TYPES))
+        if unknown:
+            raise ValueError(f"unknown ALFWorld task types {unknown}; known: {', '.join(TASK_TYPES)}")
+        return self
