@@ -65,6 +65,8 @@ class AgentConfig(Section):
 
     history_length: int = Field(2, ge=0, le=50, description="past (observation, action) pairs in each prompt")
     max_new_tokens: int = Field(48, ge=4, le=4096, description="token limit of one turn's response")
+    max_prompt_tokens: int = Field(960, ge=32, le=131072,
+                                   description="longer prompts keep their end; also capped by the model's positions")
     success_reward: float = Field(10.0, gt=0, description="training reward for a won episode (verl-agent: 10)")
     invalid_penalty: float = Field(0.1, ge=0, description="penalty per malformed action (ALFWorld, WebShop)")
     searchqa_invalid_penalty: float = Field(0.01, ge=0, description="penalty per malformed Search-QA turn")

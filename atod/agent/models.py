@@ -1,0 +1,175 @@
+"""Models: tiny causal LMs built from a config, loading any HF causal LM, the tokenizer compatibility
+check between student and teacher, and per-token log-probabilities.
+
+Every model is a plain `transformers` causal LM (`Qwen3ForCausalLM` / `LlamaForCausalLM` for the tiny
+ones), so the same code runs a 0.6M-parameter model built from scratch or a pretrained Qwen3 from the hub.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen3Config,
+)
+
+from atod.agent.config import ModelsConfig, ModelSpec
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model or tokenizer could not be found locally (and could not or may not be downloaded)."""
+
+
+class TokenizerMismatchError(ValueError):
+    """Student and teacher tokenizers differ: per-token teacher log-probs would be silently wrong."""
+
+
+def build_tiny_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+    """A randomly initialised causal LM of architecture `spec.arch` over `tokenizer`'s vocabulary.
+
+    Deterministic in `seed` (the global torch RNG is saved and restored around the initialisation).
+    Embeddings are tied (the usual choice for small models). Save it with `model.save_pretrained(dir)`.
+    """
+    arch = spec.arch
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": arch.hidden_size,
+        "intermediate_size": arch.intermediate_size,
+        "num_hidden_layers": arch.num_layers,
+        "num_attention_heads": arch.num_heads,
+        "num_key_value_heads": arch.num_kv_heads,
+        "head_dim": arch.hidden_size // arch.num_heads,
+        "max_position_embeddings": arch.max_position_embeddings,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "tie_word_embeddings": True,
+        "rms_norm_eps": 1e-6,
+    }
+    config = Qwen3Config(**common) if arch.architecture == "qwen3" else LlamaConfig(**common)
+    config.dtype = DTYPES[spec.dtype]
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[spec.dtype])
+    finally:
+        torch.random.set_rng_state(state)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on") or \
+        os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _not_found(what: str, name: str, err: Exception) -> ModelNotFoundError:
+    where = "a local directory" if Path(name).exists() else "not a local directory"
+    how = ("HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set, so it can only come from the local Hugging Face cache"
+           if _offline() else "and it could not be downloaded from the Hugging Face hub")
+    return ModelNotFoundError(f"{what} {name!r} could not be loaded ({where}; {how}): {err}")
+
+
+def load_tokenizer(path_or_name: str | Path) -> PreTrainedTokenizerBase:
+    """Any HF tokenizer (local directory or hub name). Raises ModelNotFoundError naming it if missing."""
+    name = str(path_or_name)
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise _not_found("tokenizer", name, e) from None
+
+
+def load_model(path_or_name: str | Path, spec: ModelSpec | None = None,
+               device: torch.device | str = "cpu") -> PreTrainedModel:
+    """Any HF causal LM (local directory or hub name) in `spec.dtype` on `device`, in eval mode.
+    Raises ModelNotFoundError naming the model if it is missing (e.g. offline and not cached)."""
+    name = str(path_or_name)
+    dtype = DTYPES[spec.dtype] if spec is not None else "auto"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise _not_found("model", name, e) from None
+    return model.to(device).eval()
+
+
+def resolve_device(models_cfg: ModelsConfig) -> torch.device:
+    """`models.device`: auto -> cuda when available else cpu; cuda when none is available is an error.
+    Also applies `models.torch_threads` (0 keeps torch's default)."""
+    if models_cfg.torch_threads > 0:
+        torch.set_num_threads(models_cfg.torch_threads)
+    if models_cfg.device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("models.device is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
+        return torch.device("cuda")
+    if models_cfg.device == "auto" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def check_compatible(student_tok: PreTrainedTokenizerBase, teacher_tok: PreTrainedTokenizerBase) -> None:
+    """Refuse (TokenizerMismatchError, naming every difference) unless the two tokenizers have the same
+    vocabulary (token -> id), the same special tokens and the same chat template. Teacher scoring reads
+    the student's token ids, so anything else would give silently wrong log-probs."""
+    problems = []
+    sv, tv = student_tok.get_vocab(), teacher_tok.get_vocab()
+    if sv != tv:
+        only_s = sorted(set(sv) - set(tv))[:5]
+        only_t = sorted(set(tv) - set(sv))[:5]
+        moved = sorted(k for k in set(sv) & set(tv) if sv[k] != tv[k])[:5]
+        problems.append(f"vocabularies differ (student {len(sv)} tokens, teacher {len(tv)}; only in student: "
+                        f"{only_s}, only in teacher: {only_t}, different ids: {moved})")
+    for attr in ("pad_token", "bos_token", "eos_token", "unk_token"):
+        s, t = getattr(student_tok, attr), getattr(teacher_tok, attr)
+        if s != t:
+            problems.append(f"{attr} differs (student {s!r}, teacher {t!r})")
+    if sorted(map(str, student_tok.all_special_tokens)) != sorted(map(str, teacher_tok.all_special_tokens)):
+        problems.append(f"special tokens differ (student {student_tok.all_special_tokens}, "
+                        f"teacher {teacher_tok.all_special_tokens})")
+    if student_tok.chat_template != teacher_tok.chat_template:
+        problems.append("chat templates differ")
+    if problems:
+        raise TokenizerMismatchError("student and teacher tokenizers are not compatible: " + "; ".join(problems)
+                                     + ". Teacher and student must share one tokenizer and chat template.")
+
+
+def token_logprobs(model: PreTrainedModel, input_ids_B_T: torch.Tensor, attention_mask_B_T: torch.Tensor,
+                   chunk_tokens: int = 4096) -> torch.Tensor:
+    """Per-token log-probabilities of a batch under `model`.
+
+    input_ids_B_T: long (B, T); attention_mask_B_T: (B, T), 1 on real tokens (left or right padding).
+    Returns float32 (B, T): entry t is log p(input_ids[t] | input_ids[:t]); entry 0 and padding are 0.
+
+    Differentiable (no no_grad here; callers wrap it when they need none). Memory: the model's logits
+    (B, T, V) in the model dtype are unavoidable with a generic forward; the float32 log-normaliser is
+    computed `chunk_tokens` positions at a time as logit[target] - logsumexp(logits), so no float32
+    (B, T, V) log_softmax is materialised.
+    """
+    mask_B_T = attention_mask_B_T.to(torch.long)
+    position_ids_B_T = (mask_B_T.cumsum(-1) - 1).clamp(min=0)
+    logits_B_T_V = model(input_ids=input_ids_B_T, attention_mask=mask_B_T, position_ids=position_ids_B_T,
+                         use_cache=False).logits
+    B, T = input_ids_B_T.shape
+    # Predict token t+1 from position t.
+    logits_N_V = logits_B_T_V[:, :-1].reshape(B * (T - 1), -1)
+    targets_N = input_ids_B_T[:, 1:].reshape(-1)
+    pieces = []
+    for start in range(0, logits_N_V.shape[0], chunk_tokens):
+        chunk_n_V = logits_N_V[start:start + chunk_tokens].float()
+        target_logit_n = chunk_n_V.gather(-1, targets_N[start:start + chunk_tokens, None]).squeeze(-1)
+        pieces.append(target_logit_n - torch.logsumexp(chunk_n_V, dim=-1))
+    lp_B_Tm1 = torch.cat(pieces).view(B, T - 1) if pieces else logits_N_V.new_zeros(B, 0, dtype=torch.float32)
+    # Zero where the target or its context is padding.
+    valid_B_Tm1 = (mask_B_T[:, 1:] * mask_B_T[:, :-1]).bool()
+    lp_B_Tm1 = torch.where(valid_B_Tm1, lp_B_Tm1, torch.zeros_like(lp_B_Tm1))
+    return torch.cat([lp_B_Tm1.new_zeros(B, 1), lp_B_Tm1], dim=1)

@@ -1,0 +1,122 @@
+"""The embedded tokenizer: a small byte-level BPE vocabulary learnt from the benchmarks' own texts.
+
+Why byte-level BPE and not a pure word-level vocabulary: decoding must give back the action text
+(`search[red shoes]`, `click[< prev]`, `cabinet 12`), and a model may emit any token sequence. A
+word-level model loses the spacing around brackets and maps unseen words to <unk>; byte-level BPE
+round-trips every ASCII string, and with a vocabulary of a couple of thousand pieces learnt from the
+generated corpus nearly every benchmark word (object names, receptacles, option values, the prompt's own
+words) is one token anyway. Tags (`<action>`, `</action>`, ...) are added tokens: always a single token,
+never split, and kept by `decode(..., skip_special_tokens=True)` so that responses can be parsed after
+decoding. Characters outside printable ASCII, tab and newline map to the unknown token.
+
+Every text segment between tags/special tokens gets a prefix space (ByteLevel add_prefix_space), so a
+word has the same token after `<action>` as inside the prompt's admissible list (`| click[...]`): the
+model copies token ids, not two spellings of each word. The price: decoding puts one space after a tag
+(`<action> go to desk 1</action>`), which action extraction strips anyway.
+
+The chat template is ChatML (`<|im_start|>role\\ncontent<|im_end|>\\n`), the one Qwen models use, so
+`tokenizer.apply_chat_template(messages, add_generation_prompt=True)` behaves as with a real HF model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from atod.agent.config import TokenizerSpec
+
+PAD, UNK, BOS, EOS = "<|pad|>", "<|unk|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
+TAG_TOKENS = (
+    "<action>", "</action>", "<think>", "</think>", "<search>", "</search>",
+    "<answer>", "</answer>", "<information>", "</information>",
+)
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _ascii_alphabet() -> list[str]:
+    """The byte-level symbols of printable ASCII plus tab and newline."""
+    # GPT-2's byte -> unicode table (what the ByteLevel pre-tokenizer uses).
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    table = {b: chr(c) for b, c in zip(bs, cs, strict=True)}
+    wanted = list(range(32, 127)) + [ord("\t"), ord("\n")]
+    return [table[b] for b in wanted]
+
+
+def _prompt_boilerplate() -> list[str]:
+    """Texts of the prompt templates and chat roles, so that their words become whole tokens."""
+    from atod.agent.prompts import render_prompt
+
+    texts = ["user", "assistant", "system"]
+    for benchmark in ("alfworld", "webshop", "searchqa"):
+        for think in (False, True):
+            texts.append(render_prompt(benchmark, "goal", [("observation", "action")] * 2, "observation",
+                                       ["look", "inventory"], step=3, history_length=2, think=think))
+    return texts
+
+
+def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec) -> PreTrainedTokenizerFast:
+    """Learn a byte-level BPE tokenizer of at most `spec.vocab_size` tokens from `texts` (benchmark
+    corpus texts; the prompt templates' own words are added here) and wrap it as a HF fast tokenizer with
+    pad/unk/bos/eos, the tag tokens and a ChatML chat template. Deterministic for the same texts."""
+    alphabet = _ascii_alphabet()
+    floor = len(alphabet) + len(SPECIAL_TOKENS) + len(TAG_TOKENS)
+    if spec.vocab_size <= floor:
+        raise ValueError(f"models.tokenizer.vocab_size={spec.vocab_size} is too small: the byte alphabet, "
+                         f"special and tag tokens alone take {floor}; use at least {floor + 64}")
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size - len(TAG_TOKENS),
+        min_frequency=spec.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
+        show_progress=False,
+    )
+    corpus = [t for t in texts if t] + _prompt_boilerplate()
+    # The trainer counts words, so the order of texts does not change the result.
+    tok.train_from_iterator(corpus, trainer=trainer)
+    tok.add_tokens([AddedToken(t, single_word=False, normalized=False, special=False) for t in TAG_TOKENS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        unk_token=UNK,
+        bos_token=BOS,
+        eos_token=EOS,
+        chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False,
+        model_max_length=1 << 20,
+    )
+
+
+def stop_token_ids(tokenizer, stop_strings: Iterable[str]) -> list[int]:
+    """Token ids of the closing tags that end a response (each must be a single token) plus EOS.
+
+    Raises ValueError naming the tag when a tag is not one token (e.g. a pretrained tokenizer without
+    the tags added): stopping on it would need string matching, which `collect_rollouts` does not do."""
+    ids = []
+    for s in stop_strings:
+        enc = tokenizer.encode(s, add_special_tokens=False)
+        if len(enc) != 1:
+            raise ValueError(f"stop tag {s!r} is not a single token of this tokenizer (got {len(enc)} tokens); "
+                             "add the tags as tokens (tokenizer.add_tokens) and resize the model's embeddings")
+        ids.append(enc[0])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))

@@ -1,0 +1,107 @@
+"""Tiny models, loading, the tokenizer compatibility check and token_logprobs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atod.agent.config import ModelsConfig, ModelSpec, TinyArch, TokenizerSpec
+from atod.agent.models import (
+    ModelNotFoundError,
+    TokenizerMismatchError,
+    build_tiny_model,
+    check_compatible,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    token_logprobs,
+)
+from atod.agent.tokenizer import build_tokenizer
+
+torch.set_num_threads(1)
+TEXTS = ["go to cabinet 1", "take apple 1 from cabinet 1", "You arrive at cabinet 1.", "click[buy now]"] * 3
+ARCH = TinyArch(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer(TEXTS, TokenizerSpec(vocab_size=400))
+
+
+@pytest.mark.parametrize("architecture", ["qwen3", "llama"])
+def test_build_save_load_round_trip(tok, tmp_path, architecture):
+    spec = ModelSpec(arch=ARCH.model_copy(update={"architecture": architecture}))
+    model = build_tiny_model(spec, tok, seed=3)
+    assert model.config.vocab_size == len(tok)
+    same = build_tiny_model(spec, tok, seed=3)
+    other = build_tiny_model(spec, tok, seed=4)
+    w = model.get_input_embeddings().weight
+    assert torch.equal(w, same.get_input_embeddings().weight)
+    assert not torch.equal(w, other.get_input_embeddings().weight)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path, spec, "cpu")
+    ids = torch.tensor([tok.encode("go to cabinet 1")])
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids).logits, model.eval()(ids).logits, atol=1e-6)
+    assert load_tokenizer(tmp_path).get_vocab() == tok.get_vocab()
+
+
+def test_missing_model_offline_names_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="no-such-org/no-such-model.*HF_HUB_OFFLINE"):
+        load_model("no-such-org/no-such-model", ModelSpec(), "cpu")
+    with pytest.raises(ModelNotFoundError, match="tokenizer .*no-such-dir"):
+        load_tokenizer(tmp_path / "no-such-dir")
+
+
+def test_resolve_device():
+    assert resolve_device(ModelsConfig(device="cpu")) == torch.device("cpu")
+    assert resolve_device(ModelsConfig(device="auto")).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            resolve_device(ModelsConfig(device="cuda"))
+
+
+def test_check_compatible(tok, tmp_path):
+    tok.save_pretrained(tmp_path)
+    check_compatible(tok, load_tokenizer(tmp_path))  # the same tokenizer passes
+    other = build_tokenizer(TEXTS + ["a wholly different vocabulary of words"] * 5, TokenizerSpec(vocab_size=400))
+    with pytest.raises(TokenizerMismatchError, match="vocabularies differ"):
+        check_compatible(tok, other)
+    templated = load_tokenizer(tmp_path)
+    templated.chat_template = "{{ messages[0]['content'] }}"
+    with pytest.raises(TokenizerMismatchError, match="chat templates differ"):
+        check_compatible(tok, templated)
+
+
+def test_token_logprobs_matches_log_softmax_and_padding(tok):
+    model = build_tiny_model(ModelSpec(arch=ARCH), tok, seed=0).eval()
+    seqs = [tok.encode("go to cabinet 1 then take apple 1 from cabinet 1"), tok.encode("click[buy now]")]
+    T = max(map(len, seqs))
+    pad = tok.pad_token_id
+    right = torch.tensor([s + [pad] * (T - len(s)) for s in seqs])
+    right_mask = (torch.arange(T)[None] < torch.tensor([len(s) for s in seqs])[:, None]).long()
+    left = torch.tensor([[pad] * (T - len(s)) + s for s in seqs])
+    left_mask = right_mask.flip(-1)
+    with torch.no_grad():
+        lp_right = token_logprobs(model, right, right_mask)
+        lp_left = token_logprobs(model, left, left_mask)
+        lp_small_chunks = token_logprobs(model, right, right_mask, chunk_tokens=3)
+        for b, s in enumerate(seqs):
+            ids = torch.tensor([s])
+            ref = torch.log_softmax(model(ids).logits[0, :-1].float(), -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+            n = len(s)
+            assert lp_right[b, 0] == 0 and torch.allclose(lp_right[b, 1:n], ref, atol=1e-5)
+            assert torch.all(lp_right[b, n:] == 0)
+            assert torch.allclose(lp_left[b, T - n + 1:], ref, atol=1e-5)
+            assert torch.all(lp_left[b, :T - n + 1] == 0)
+    assert lp_right.dtype == torch.float32 and lp_right.shape == right.shape
+    assert torch.allclose(lp_small_chunks, lp_right, atol=1e-6)
+
+
+def test_token_logprobs_is_differentiable(tok):
+    model = build_tiny_model(ModelSpec(arch=ARCH), tok, seed=0)
+    ids = torch.tensor([tok.encode("go to cabinet 1")])
+    token_logprobs(model, ids, torch.ones_like(ids)).sum().backward()
+    assert model.get_input_embeddings().weight.grad is not None

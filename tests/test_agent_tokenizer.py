@@ -1,0 +1,105 @@
+"""The embedded tokenizer: tags whole, faithful round trip of actions, chat template, save/load."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from atod.agent.config import TokenizerSpec
+from atod.agent.prompts import extract_action
+from atod.agent.tokenizer import CHAT_TEMPLATE, TAG_TOKENS, build_tokenizer, stop_token_ids
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["You arrive at cabinet 1. On the cabinet 1, you see a apple 2, and a mug 1.", "go to cabinet 12",
+         "WebShop [SEP] Instruction: [SEP] i need red shoes, and price lower than 40.00 dollars [SEP] Search",
+         "search[red shoes]", "click[< prev]", "click[b07abc123x]", "Doc 1(Title: \"Valdor\") a city"] * 3
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer(TEXTS, TokenizerSpec(vocab_size=512))
+
+
+def test_tags_and_specials_are_single_tokens(tok):
+    for tag in TAG_TOKENS:
+        assert len(tok.encode(tag, add_special_tokens=False)) == 1, tag
+    assert tok.decode(tok.encode("<action>go to cabinet 1</action>", add_special_tokens=False),
+                      skip_special_tokens=True) == "<action> go to cabinet 1</action>"
+    assert tok.pad_token_id is not None and tok.eos_token_id is not None and tok.unk_token_id is not None
+    assert len({tok.pad_token_id, tok.eos_token_id, tok.bos_token_id, tok.unk_token_id}) == 4
+    ids = stop_token_ids(tok, ["</action>"])
+    assert tok.convert_tokens_to_ids("</action>") in ids and tok.eos_token_id in ids
+
+
+def test_frequent_words_are_whole(tok):
+    for word in ["cabinet", "search", "click", "arrive"]:
+        assert len(tok.encode(" " + word, add_special_tokens=False)) == 1, word
+    # the same token after a tag as after a space (prefix space per segment)
+    in_prompt = tok.encode("| click[b07abc123x]", add_special_tokens=False)[1:]
+    assert tok.encode("<action>click[b07abc123x]", add_special_tokens=False)[1:] == in_prompt
+
+
+@pytest.mark.parametrize("action", ["go to cabinet 12", "search[red shoes]", "click[< prev]", "click[b07abc123x]",
+                                    "take apple 2 from countertop 3", "click[1.5 oz (pack of 2)]",
+                                    "search[unseen words like zyzzyva 42]", "put  x\tin\ny"])
+def test_round_trip_any_ascii(tok, action):
+    response = f"<think>ok</think><action>{action}</action>"
+    decoded = tok.decode(tok.encode(response, add_special_tokens=False), skip_special_tokens=True)
+    assert "".join(decoded.split()) == "".join(response.split())  # at most a space after each tag
+    assert extract_action("alfworld", decoded) == " ".join(action.split()).lower()
+
+
+def test_chat_template_matches_chatml(tok):
+    messages = [{"role": "user", "content": "hello there"}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.chat_template == CHAT_TEMPLATE
+
+
+def test_save_load_round_trip_and_determinism(tok, tmp_path):
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again.get_vocab() == tok.get_vocab()
+    assert again.chat_template == tok.chat_template
+    text = "<action>click[< prev]</action> You arrive at cabinet 1."
+    assert again.encode(text, add_special_tokens=False) == tok.encode(text, add_special_tokens=False)
+    shuffled = TEXTS[:]
+    random.Random(0).shuffle(shuffled)
+    assert build_tokenizer(shuffled, TokenizerSpec(vocab_size=512)).get_vocab() == tok.get_vocab()
+
+
+def test_too_small_vocab_is_a_clear_error():
+    with pytest.raises(ValueError, match="vocab_size=64 is too small"):
+        build_tokenizer(TEXTS, TokenizerSpec(vocab_size=64))
+
+
+def _benchmarks():
+    from atod.config import load_params
+    from atod.envs import BENCHMARKS, build_benchmark
+
+    prepare = load_params(ROOT / "params.yaml", profile="smoke").prepare
+    return [build_benchmark(name, prepare) for name in BENCHMARKS]
+
+
+def test_expert_actions_round_trip_on_every_benchmark():
+    benchmarks = _benchmarks()
+    texts = [t for b in benchmarks for t in b.corpus_texts()]
+    tok = build_tokenizer(texts, TokenizerSpec())
+    rng = random.Random(0)
+    for bench in benchmarks:
+        for split in bench.splits:
+            for task in bench.tasks(split)[:3]:
+                env = bench.make_env()
+                result = env.reset(task)
+                for _ in range(bench.max_turns):
+                    if result.done:
+                        break
+                    action = env.expert_action(rng)
+                    wrapped = action if bench.name == "searchqa" else f"<action>{action}</action>"
+                    decoded = tok.decode(tok.encode(wrapped, add_special_tokens=False), skip_special_tokens=True)
+                    expected = action if bench.name == "searchqa" else " ".join(action.split()).lower()
+                    assert extract_action(bench.name, decoded) == extract_action(bench.name, wrapped) == expected
+                    result = env.step(extract_action(bench.name, decoded))
