@@ -34,6 +34,8 @@ class CacheTeacherConfig(Section):
     samples_per_task: int = Field(1, ge=1)
     temperature: float = Field(1.0, gt=0)
     seqkd: SFTRun = SFTRun(episodes_per_benchmark=64, steps=300, lr=5e-4)
+    seqkd_successful_only: bool = Field(True, description="SeqKD on the teacher's won episodes only (all episodes "
+                                        "if it won none); False: every cached episode")
 
 
 class AnnealConfig(Section):
@@ -60,8 +62,11 @@ class TrainConfig(Section):
     steps: int = Field(150, ge=1, description="optimizer steps (= rollout batches) per run")
     tasks_per_step: int = Field(8, ge=1, description="distinct training tasks per step")
     samples_per_task: int = Field(8, ge=1, description="G: rollouts per task (the GRPO group)")
-    episodes_per_microbatch: int = Field(16, ge=1, description="episodes per forward/backward chunk")
+    microbatch_tokens: int = Field(8192, ge=64, description="padded tokens (rows x length) per forward/backward "
+                                   "chunk; the loss is exact whatever the chunking")
     lr: float = Field(1e-4, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="after warmup: constant, or cosine to 10%")
+    warmup_steps: int = Field(0, ge=0, description="linear LR warmup steps")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     clip_eps: float = Field(0.2, gt=0, le=1.0)

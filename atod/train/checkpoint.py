@@ -1,0 +1,168 @@
+"""Atomic training checkpoints and resume.
+
+A checkpoint is a directory:
+
+    model/             save_pretrained (safetensors) + the tokenizer, loadable on its own
+    optimizer.pt       optimizer state_dict
+    scheduler.pt       LR scheduler state_dict
+    rng.pt             python `random`, numpy and torch (CPU, CUDA) RNG states
+    trainer_state.json step, data order, best validation result, run identity
+
+It is written into a temporary sibling directory first and then swapped in with renames:
+`checkpoint` -> `checkpoint.old`, `tmp` -> `checkpoint`, then `checkpoint.old` is removed. Every
+rename is atomic, so a kill at any moment leaves either `checkpoint` or `checkpoint.old` complete;
+`find_checkpoint` prefers the first and falls back to the second. A directory only counts when its
+`COMPLETE` marker exists (written last, before the swap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+COMPLETE_MARKER = "COMPLETE"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every global RNG state this process uses (python, numpy, torch CPU, torch CUDA)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def quiet_hf_progress():
+    """Silence transformers' per-save/per-load progress bars (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def atomic_write_dir(target: Path, write_fn) -> None:
+    """Create directory `target` atomically: `write_fn(tmp_dir)` fills a temporary sibling, which then
+    replaces `target` (the previous version is kept as `target.old` until the swap is done)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        with quiet_hf_progress():
+            write_fn(tmp)
+        (tmp / COMPLETE_MARKER).write_text("ok\n")
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.with_name(target.name + ".old")
+    if old.exists():  # an earlier swap was interrupted: keep whichever of the two is complete
+        if (target / COMPLETE_MARKER).exists():
+            shutil.rmtree(old)
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(target: Path) -> Path | None:
+    """The last complete checkpoint directory at `target` (or its `.old` twin), None if there is none."""
+    target = Path(target)
+    for candidate in (target, target.with_name(target.name + ".old")):
+        if (candidate / COMPLETE_MARKER).is_file() and (candidate / "trainer_state.json").is_file():
+            return candidate
+    return None
+
+
+def save_checkpoint(
+    target: Path,
+    *,
+    model,
+    tokenizer,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    trainer_state: dict[str, Any],
+) -> None:
+    """Write a complete checkpoint atomically to `target` (see the module docstring)."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp / "model")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(capture_rng_state(), tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2, sort_keys=True))
+
+    atomic_write_dir(target, write)
+
+
+def load_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(checkpoint_dir) / "trainer_state.json").read_text())
+
+
+def load_checkpoint_into(checkpoint_dir: Path, *, model, optimizer, scheduler) -> dict[str, Any]:
+    """Restore model weights, optimizer, scheduler and RNG states in place; returns the trainer state."""
+    from safetensors.torch import load_file
+
+    checkpoint_dir = Path(checkpoint_dir)
+    weights = sorted((checkpoint_dir / "model").glob("*.safetensors"))
+    if not weights:
+        raise FileNotFoundError(f"checkpoint {checkpoint_dir} has no model weights (*.safetensors)")
+    state: dict[str, torch.Tensor] = {}
+    for w in weights:
+        state.update(load_file(str(w), device=str(next(model.parameters()).device)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # tied weights (lm_head = embeddings) are stored once; anything else missing is an error
+    missing = [m for m in missing if not (getattr(model.config, "tie_word_embeddings", False) and "lm_head" in m)]
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {checkpoint_dir} does not match the model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    optimizer.load_state_dict(torch.load(checkpoint_dir / "optimizer.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(checkpoint_dir / "scheduler.pt", weights_only=False))
+    restore_rng_state(torch.load(checkpoint_dir / "rng.pt", weights_only=False))
+    return load_trainer_state(checkpoint_dir)
+
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Delete temporary directories left by a checkpoint write that was killed half-way."""
+    target = Path(target)
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,246 @@
+"""Supervised fine-tuning on (prompt, response) pairs: expert demonstrations and SeqKD.
+
+Three uses, one loop (`train_sft`):
+- the teacher: a tiny model trained on noisy expert demonstrations of every benchmark's train split,
+  deliberately imperfect (the noise is taken as a label too, so the teacher keeps some bad habits);
+- the student's starting point: a smaller model warmed up just enough to follow the answer format;
+- the `seqkd` baseline: the student fine-tuned on the teacher's cached trajectories
+  (`atod.train.teacher_cache.TeacherCache.sft_examples`).
+
+Prompts are rendered exactly as in the rollouts (`atod.agent.prompts.render_prompt` through the chat
+template with the generation prompt, `atod.agent.rollout.encode_prompt`), and the loss covers the
+assistant response tokens only (`<action>...</action>`, or the Search-QA tag string). No end-of-turn
+token is trained: generation stops on the closing tag.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from atod.agent.config import AgentConfig
+from atod.agent.prompts import render_prompt
+from atod.agent.rollout import encode_prompt
+from atod.envs.base import Benchmark
+from atod.train.config import SFTRun
+
+LogFn = Callable[[dict[str, float], int], None]
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """One supervised pair: the user message of one step and the assistant's response."""
+
+    prompt: str
+    response: str
+    benchmark: str = ""
+    task_id: str = ""
+
+
+def action_response(benchmark: str, action: str) -> str:
+    """The assistant response that carries `action`: `<action>{action}</action>`, or for Search-QA the
+    canonical tag string itself (`<search>q</search>` / `<answer>a</answer>`)."""
+    return action if benchmark == "searchqa" else f"<action>{action}</action>"
+
+
+def expert_demonstrations(
+    benchmark: Benchmark,
+    split: str = "train",
+    *,
+    n_episodes: int,
+    noise: float,
+    seed: int,
+    agent_cfg: AgentConfig,
+) -> tuple[list[SFTExample], dict[str, float]]:
+    """Play `n_episodes` episodes with the benchmark's scripted expert (a random action with
+    probability `noise` per step) on tasks of `split` (a seeded permutation, cycled if needed) and
+    return one (prompt, response) example per step, plus stats (episodes, steps, expert success rate).
+    Deterministic in `seed`."""
+    tasks = benchmark.tasks(split)
+    if not tasks:
+        raise ValueError(f"benchmark {benchmark.name!r} has no tasks in split {split!r}")
+    rng = random.Random(f"sft-demos-{benchmark.name}-{split}-{seed}")
+    order = list(range(len(tasks)))
+    rng.shuffle(order)
+    examples: list[SFTExample] = []
+    won = 0
+    env = benchmark.make_env()
+    for i in range(n_episodes):
+        task = tasks[order[i % len(order)]]
+        result = env.reset(task)
+        history: list[tuple[str, str]] = []
+        for turn in range(benchmark.max_turns):
+            prompt = render_prompt(benchmark.name, task.goal, history, result.observation, result.admissible_actions,
+                                   step=turn, history_length=agent_cfg.history_length, think=agent_cfg.think)
+            action = env.expert_action(rng, noise)
+            examples.append(SFTExample(prompt, action_response(benchmark.name, action), benchmark.name,
+                                       task.task_id))
+            previous = result.observation
+            result = env.step(action)
+            history.append((previous, action))
+            if result.done:
+                break
+        won += int(result.info.won)
+    stats = {"episodes": float(n_episodes), "steps": float(len(examples)),
+             "expert_success": won / max(n_episodes, 1)}
+    return examples, stats
+
+
+def tokenize_examples(
+    tokenizer, examples: Sequence[SFTExample], *, max_prompt_tokens: int, max_response_tokens: int
+) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) per example: the chat-templated prompt (cut from the left like in the
+    rollouts) followed by the response tokens (cut at `max_response_tokens`)."""
+    responses = tokenizer([e.response for e in examples], add_special_tokens=False)["input_ids"]
+    out = []
+    for ex, r_ids in zip(examples, responses, strict=True):
+        p_ids = encode_prompt(tokenizer, ex.prompt, max_prompt_tokens)
+        out.append((p_ids + list(r_ids[:max_response_tokens]), len(p_ids)))
+    return out
+
+
+def _lr_factor(step: int, run: SFTRun) -> float:
+    """Linear warmup over `warmup_steps`, then cosine decay to 10% at `steps`."""
+    if step < run.warmup_steps:
+        return (step + 1) / (run.warmup_steps + 1)
+    p = min((step - run.warmup_steps) / max(run.steps - run.warmup_steps, 1), 1.0)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def collate(items: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LEFT-padded (input_ids_B_T, attention_mask_B_T, labels_B_T); labels are -100 except on response
+    tokens. Left padding puts every response at the end of its row, so the loss needs the logits of the
+    last few positions only (`sft_loss` asks the model for just those)."""
+    T = max(len(ids) for ids, _ in items)
+    ids_B_T = torch.full((len(items), T), pad_id, dtype=torch.long)
+    attn_B_T = torch.zeros((len(items), T), dtype=torch.long)
+    labels_B_T = torch.full((len(items), T), -100, dtype=torch.long)
+    for b, (ids, p) in enumerate(items):
+        start = T - len(ids)
+        ids_B_T[b, start:] = torch.tensor(ids, dtype=torch.long)
+        attn_B_T[b, start:] = 1
+        labels_B_T[b, start + p:] = ids_B_T[b, start + p:]
+    return ids_B_T, attn_B_T, labels_B_T
+
+
+def sft_loss(model, ids_B_T: torch.Tensor, attn_B_T: torch.Tensor, labels_B_T: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the response tokens (labels != -100); returns (loss, n tokens).
+
+    Only the last K+1 positions' logits are computed (K = the longest response, which left padding
+    puts at the end of every row): the vocabulary projection and the softmax skip the prompt."""
+    labelled_T = (labels_B_T != -100).any(0)
+    first = int(labelled_T.nonzero().min()) if labelled_T.any() else ids_B_T.shape[1] - 1
+    keep = ids_B_T.shape[1] - first + 1  # the position before the first response token predicts it
+    position_ids_B_T = (attn_B_T.cumsum(-1) - 1).clamp(min=0)
+    logits_B_K_V = model(input_ids=ids_B_T, attention_mask=attn_B_T, position_ids=position_ids_B_T,
+                         use_cache=False, logits_to_keep=keep).logits
+    targets_B_K = labels_B_T[:, -keep:][:, 1:]
+    n = int((targets_B_K != -100).sum())
+    loss = torch.nn.functional.cross_entropy(logits_B_K_V[:, :-1].float().reshape(-1, logits_B_K_V.shape[-1]),
+                                             targets_B_K.reshape(-1), ignore_index=-100, reduction="sum")
+    return loss / max(n, 1), n
+
+
+def train_sft(
+    model,
+    tokenizer,
+    examples: Sequence[SFTExample],
+    run: SFTRun,
+    seed: int,
+    *,
+    agent_cfg: AgentConfig | None = None,
+    log: LogFn | None = None,
+    log_every: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+):
+    """Fine-tune `model` in place on `examples` for `run.steps` AdamW steps of `run.sequences_per_step`
+    sequences (seeded shuffles, epoch after epoch), loss on response tokens only, linear warmup then
+    cosine decay. Logs {loss, lr, tokens_per_s, epoch} every `log_every` steps (default: steps / 100).
+    Returns the model in eval mode. `run.steps == 0` returns the model untouched."""
+    agent_cfg = agent_cfg or AgentConfig()
+    if run.steps == 0:
+        return model.eval()
+    if not examples:
+        raise ValueError("train_sft got no examples")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    max_positions = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    max_prompt = min(agent_cfg.max_prompt_tokens, max_positions - agent_cfg.max_new_tokens)
+    data = tokenize_examples(tokenizer, examples, max_prompt_tokens=max_prompt,
+                             max_response_tokens=agent_cfg.max_new_tokens)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    log_every = log_every or max(run.steps // 100, 1)
+
+    torch.manual_seed(seed)
+    rng = random.Random(f"sft-order-{seed}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, run))
+    order: list[int] = []
+    epoch, cursor = -1, 0
+    model.train()
+    t_last, tokens_since, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
+    bar = tqdm(range(run.steps), desc="sft", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        batch = []
+        while len(batch) < run.sequences_per_step:
+            if cursor >= len(order):
+                order, cursor, epoch = list(range(len(data))), 0, epoch + 1
+                rng.shuffle(order)
+            batch.append(data[order[cursor]])
+            cursor += 1
+        ids_B_T, attn_B_T, labels_B_T = (x.to(device) for x in collate(batch, pad_id))
+        loss, _ = sft_loss(model, ids_B_T, attn_B_T, labels_B_T)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"SFT loss is not finite at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                               "lower sft lr or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        tokens_since += int(attn_B_T.sum())
+        loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+        if (step + 1) % log_every == 0 or step + 1 == run.steps:
+            now = time.perf_counter()
+            metrics = {"loss": loss_sum / loss_n, "lr": lr, "tokens_per_s": tokens_since / max(now - t_last, 1e-9),
+                       "epoch": float(epoch)}
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch)
+            if log is not None:
+                log(metrics, step + 1)
+            t_last, tokens_since, loss_sum, loss_n = now, 0, 0.0, 0
+    return model.eval()
+
+
+def sft_on_benchmarks(
+    model,
+    tokenizer,
+    benchmarks: Sequence[Benchmark],
+    run: SFTRun,
+    seed: int,
+    *,
+    agent_cfg: AgentConfig,
+    log: LogFn | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> tuple[object, dict[str, float]]:
+    """Stage helper: expert demonstrations (`run.episodes_per_benchmark` episodes at `run.expert_noise`
+    on each benchmark's train split), mixed, then `train_sft`. Returns (model, demo stats)."""
+    examples: list[SFTExample] = []
+    stats: dict[str, float] = {}
+    for bench in benchmarks:
+        demos, st = expert_demonstrations(bench, "train", n_episodes=run.episodes_per_benchmark,
+                                          noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg)
+        examples += demos
+        stats.update({f"{bench.name}_{k}": v for k, v in st.items()})
+    stats["examples"] = float(len(examples))
+    model = train_sft(model, tokenizer, examples, run, seed, agent_cfg=agent_cfg, log=log, device=device,
+                      progress=progress)
+    return model, stats

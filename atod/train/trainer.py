@@ -1,0 +1,597 @@
+"""The one RL / on-policy distillation loop behind every trained method (grpo, opd, atod and ablations).
+
+One optimizer step per rollout batch:
+
+    tasks  <- next `tasks_per_step` training tasks (seeded permutation, epoch after epoch)
+    batch  <- student rollouts, `samples_per_task` (G) per task, at the train temperature
+    lp_T   <- teacher log-probs of the sampled tokens           (only when kappa > 0; never for grpo)
+    A_t    <- kappa * (lp_T - lp_S) * w_k + rho * A_grpo_i       (atod.losses, atod.tdur)
+    loss   <- clipped surrogate with the rollout's log-probs as pi_old, chunks of episodes
+    AdamW step with gradient clipping and the LR schedule
+
+Methods are settings of this loop (`METHODS`); they differ only in kappa/rho and in the OPD weights.
+The loop is written against a `rollout_fn(model, tasks, seed) -> RolloutBatch` and a `TeacherScorer`,
+so `train()` (the benchmark entry point) and the tests (hand-built batches) share every line of it.
+
+Determinism and resume: the task order and the rollout seed of step s depend only on (seed, s), and a
+checkpoint holds the model, optimizer, scheduler, RNG states and the data order, so a killed run that
+resumes from its last checkpoint ends with bitwise the same weights as an uninterrupted one (CPU).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import random
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from atod.agent.models import token_logprobs
+from atod.envs.base import Task
+from atod.losses import clipped_surrogate_loss, grpo_advantages, hybrid_advantages
+from atod.schedule import anneal_coefficients
+from atod.tdur import tdur_token_weights_token_level, tdur_token_weights_turn_level
+from atod.train.checkpoint import (
+    atomic_write_dir,
+    find_checkpoint,
+    load_checkpoint_into,
+    load_trainer_state,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from atod.train.config import TrainConfig
+from atod.types import RolloutBatch
+
+LogFn = Callable[[dict[str, float], int], None]
+RolloutFn = Callable[[Any, list[Task], int], RolloutBatch]  # (model, tasks, seed) -> batch
+EvalFn = Callable[[Any, int], dict[str, float]]  # (model, step) -> metrics with a "success" key
+
+
+# --------------------------------------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class MethodSettings:
+    """What distinguishes one trained method from another."""
+
+    name: str
+    annealed: bool  # kappa/rho follow train.anneal; otherwise fixed at (kappa, rho) below
+    kappa: float
+    rho: float
+    weighting: Literal["uniform", "turn", "token"]  # OPD-term weights: w = 1, T-DUR per turn, per token
+
+
+METHODS: dict[str, MethodSettings] = {
+    "grpo": MethodSettings("grpo", annealed=False, kappa=0.0, rho=1.0, weighting="uniform"),
+    "opd": MethodSettings("opd", annealed=False, kappa=1.0, rho=0.0, weighting="uniform"),
+    "atod": MethodSettings("atod", annealed=True, kappa=1.0, rho=1.0, weighting="turn"),
+    "atod_no_anneal": MethodSettings("atod_no_anneal", annealed=False, kappa=1.0, rho=1.0, weighting="turn"),
+    "atod_uniform": MethodSettings("atod_uniform", annealed=True, kappa=1.0, rho=1.0, weighting="uniform"),
+    "atod_token": MethodSettings("atod_token", annealed=True, kappa=1.0, rho=1.0, weighting="token"),
+}
+
+
+def method_settings(method: str) -> MethodSettings:
+    if method == "seqkd":
+        raise ValueError("seqkd is supervised (SFT on cached teacher trajectories): use atod.train.sft, not the "
+                         "RL trainer")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; trained methods: {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def coefficients(settings: MethodSettings, cfg: TrainConfig, step: int) -> tuple[float, float]:
+    """(kappa, rho) of update `step` (0-based) for a method."""
+    if not settings.annealed:
+        return settings.kappa, settings.rho
+    a = cfg.anneal
+    return anneal_coefficients(step, anneal_steps=a.anneal_steps, kappa_init=a.kappa_init, kappa_min=a.kappa_min,
+                               rho_init=a.rho_init, rho_max=a.rho_max, kind=a.kind)
+
+
+def needs_teacher(settings: MethodSettings, cfg: TrainConfig) -> bool:
+    """Whether any step of this run has kappa > 0 (so the teacher must be loaded)."""
+    return any(coefficients(settings, cfg, s)[0] > 0 for s in range(cfg.steps))
+
+
+# ------------------------------------------------------------------------------------------ data order
+class TaskSampler:
+    """Training tasks in a seeded random order, epoch after epoch; the state is (epoch, cursor)."""
+
+    def __init__(self, tasks: list[Task], tasks_per_step: int, seed: int):
+        if not tasks:
+            raise ValueError("no training tasks to sample from")
+        self.tasks, self.tasks_per_step, self.seed = list(tasks), tasks_per_step, seed
+        self.epoch, self.cursor = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        order = list(range(len(self.tasks)))
+        random.Random(f"tasks-{self.seed}-{epoch}").shuffle(order)
+        return order
+
+    def next_tasks(self) -> list[Task]:
+        out = []
+        while len(out) < self.tasks_per_step:
+            if self.cursor == len(self._order):
+                self.epoch, self.cursor = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+            out.append(self.tasks[self._order[self.cursor]])
+            self.cursor += 1
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "cursor": self.cursor, "num_tasks": len(self.tasks)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["num_tasks"] != len(self.tasks):
+            raise ValueError(f"checkpoint was made with {state['num_tasks']} training tasks, now there are "
+                             f"{len(self.tasks)}: cannot restore the data order")
+        self.epoch, self.cursor = state["epoch"], state["cursor"]
+        self._order = self._permutation(self.epoch)
+
+
+def rollout_seed(seed: int, step: int) -> int:
+    """Sampling seed of the rollouts of update `step`: a function of (run seed, step) only."""
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**31 - 1)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+class NonFiniteError(RuntimeError):
+    """A loss term became NaN/Inf; the run stopped and the last good checkpoint is left as it was."""
+
+
+def make_lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        span = max(cfg.steps - cfg.warmup_steps, 1)
+        p = min((step - cfg.warmup_steps) / span, 1.0)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
+
+    return factor
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory allocated by torch (GPU) or peak resident set size of the process (CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _masked_mean_std(x_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> tuple[float, float]:
+    vals = x_B_T[mask_B_T].float()
+    if vals.numel() == 0:
+        return float("nan"), float("nan")
+    return float(vals.mean()), float(vals.std(unbiased=False))
+
+
+def _check_finite(name: str, x: torch.Tensor, step: int, mask: torch.Tensor | None = None) -> None:
+    vals = x[mask] if mask is not None else x
+    if not torch.isfinite(vals).all():
+        raise NonFiniteError(f"non-finite {name} at step {step} ({int((~torch.isfinite(vals)).sum())} entries)")
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop metric lines of steps after `last_step` (written by a run killed before its next checkpoint)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= last_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    tmp.replace(path)
+
+
+def _save_model_dir(target: Path, model, tokenizer) -> None:
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+
+    atomic_write_dir(target, write)
+
+
+# ------------------------------------------------------------------------------------------ one step
+def compute_advantages(
+    batch: RolloutBatch, settings: MethodSettings, kappa: float, rho: float, adv_eps: float, step: int
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token advantages A_B_T of a scored batch and their diagnostics (T-DUR weights, KL, ...)."""
+    mask_B_T = batch.loss_mask_B_T.bool()
+    num_episodes = len(batch.episodes)
+    ep_B = batch.episode_index_B
+    lp_s_B_T = batch.old_logprobs_B_T.float()
+    _check_finite("student rollout log-probs (old_logprobs)", lp_s_B_T, step, mask_B_T)
+    stats: dict[str, float] = {}
+
+    rewards_E = torch.tensor([e.reward for e in batch.episodes], dtype=torch.float32)
+    groups_E = torch.tensor([e.group for e in batch.episodes], dtype=torch.long)
+    grpo_E = grpo_advantages(rewards_E, groups_E, eps=adv_eps).to(lp_s_B_T.device)
+    _check_finite("GRPO advantage (episode rewards)", grpo_E, step)
+
+    lp_t_B_T, w_B_T = None, None
+    if kappa > 0:
+        if batch.teacher_logprobs_B_T is None:
+            raise ValueError(f"step {step}: kappa = {kappa} > 0 but the batch was not scored by the teacher")
+        lp_t_B_T = batch.teacher_logprobs_B_T.float()
+        _check_finite("teacher log-probs (OPD term)", lp_t_B_T, step, mask_B_T)
+        if settings.weighting == "turn":
+            w_B_T = tdur_token_weights_turn_level(lp_s_B_T, lp_t_B_T, batch.turn_index_B_T, mask_B_T, ep_B,
+                                                  num_episodes)
+        elif settings.weighting == "token":
+            w_B_T = tdur_token_weights_token_level(lp_s_B_T, lp_t_B_T, mask_B_T, ep_B, num_episodes)
+        else:
+            w_B_T = mask_B_T.float()
+        stats["tdur_weight_mean"], stats["tdur_weight_std"] = _masked_mean_std(w_B_T, mask_B_T)
+        stats["kl_teacher"], _ = _masked_mean_std(lp_s_B_T - lp_t_B_T, mask_B_T)
+        opd_B_T = (lp_t_B_T - lp_s_B_T) * w_B_T
+        stats["opd_adv_mean"], stats["opd_adv_std"] = _masked_mean_std(opd_B_T, mask_B_T)
+    adv_B_T = hybrid_advantages(kappa=kappa, rho=rho, loss_mask_B_T=mask_B_T, episode_index_B=ep_B,
+                                grpo_advantages_E=grpo_E, student_logprobs_B_T=lp_s_B_T,
+                                teacher_logprobs_B_T=lp_t_B_T, weights_B_T=w_B_T)
+    _check_finite("hybrid advantage", adv_B_T, step, mask_B_T)
+    stats["adv_mean"], stats["adv_std"] = _masked_mean_std(adv_B_T, mask_B_T)
+    stats["grpo_adv_abs_mean"] = float(grpo_E.abs().mean())
+    return adv_B_T, stats
+
+
+def generated_logprobs(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: torch.Tensor,
+                       loss_mask_B_T: torch.Tensor) -> torch.Tensor:
+    """`token_logprobs` on the generated tokens only (float32 (B, T), 0 off the loss mask), cheaper.
+
+    Rows are right-padded with the response at the end of each row's real tokens (per-turn rows). The
+    rows are re-laid out with LEFT padding, so every row's response sits in the last K positions, and
+    the model is asked for the logits of those positions only (`logits_to_keep`): the vocabulary
+    projection and the log-normaliser skip the prompt, which is most of a row. Same numbers as
+    `token_logprobs` (up to float rounding); falls back to it for models without `logits_to_keep`.
+    """
+    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+        lp_B_T = token_logprobs(model, input_ids_B_T, attention_mask_B_T)
+        return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
+    B, T = input_ids_B_T.shape
+    dev = input_ids_B_T.device
+    len_B = attention_mask_B_T.long().sum(1)
+    shift_B = T - len_B
+    pos_T = torch.arange(T, device=dev)
+    src_B_T = pos_T[None, :] - shift_B[:, None]  # left-aligned position j holds original position j - shift
+    real_B_T = src_B_T >= 0
+    src_B_T = src_B_T.clamp(min=0)
+    ids_B_T = torch.where(real_B_T, input_ids_B_T.gather(1, src_B_T), torch.zeros_like(input_ids_B_T))
+    gen_B_T = loss_mask_B_T.bool().gather(1, src_B_T) & real_B_T
+    if not gen_B_T.any():
+        return torch.zeros((B, T), dtype=torch.float32, device=dev)
+    first = int(gen_B_T.any(0).nonzero().min())
+    K = T - first  # positions first .. T-1 hold every generated token
+    attn_B_T = real_B_T.long()
+    logits_B_K1_V = model(input_ids=ids_B_T, attention_mask=attn_B_T,
+                          position_ids=(attn_B_T.cumsum(-1) - 1).clamp(min=0), use_cache=False,
+                          logits_to_keep=K + 1).logits
+    logits_B_K_V = logits_B_K1_V[:, :-1].float()  # position first-1+k predicts token first+k
+    targets_B_K = ids_B_T[:, first:]
+    lp_B_K = logits_B_K_V.gather(-1, targets_B_K[..., None]).squeeze(-1) - torch.logsumexp(logits_B_K_V, dim=-1)
+    lp_left_B_T = torch.cat([lp_B_K.new_zeros(B, first), lp_B_K], dim=1)
+    # back to the original right-padded layout: original position p sits at p + shift
+    back_B_T = (pos_T[None, :] + shift_B[:, None]).clamp(max=T - 1)
+    lp_B_T = lp_left_B_T.gather(1, back_B_T)
+    return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
+
+
+def row_chunks(lengths_B: torch.Tensor, token_budget: int) -> list[torch.Tensor]:
+    """Split rows into chunks whose padded size (rows x longest row) stays within `token_budget`
+    (a row longer than the budget is a chunk of its own). Rows are taken shortest first, so rows of
+    similar length share a chunk and little padding is computed."""
+    order_B = torch.argsort(lengths_B, stable=True).tolist()
+    chunks, current, longest = [], [], 0
+    for b in order_B:
+        n = int(lengths_B[b])
+        if current and (len(current) + 1) * max(longest, n) > token_budget:
+            chunks.append(torch.tensor(current))
+            current, longest = [], 0
+        current.append(b)
+        longest = max(longest, n)
+    if current:
+        chunks.append(torch.tensor(current))
+    return chunks
+
+
+def policy_update(
+    model,
+    optimizer: torch.optim.Optimizer,
+    batch: RolloutBatch,
+    adv_B_T: torch.Tensor,
+    cfg: TrainConfig,
+    step: int,
+) -> dict[str, float]:
+    """One optimizer step on a batch: the clipped surrogate accumulated over chunks of rows of at most
+    `cfg.microbatch_tokens` padded tokens (normalised by the whole batch's episode count and per-episode
+    token counts, so the summed chunk losses equal the full-batch loss), gradient clipping, AdamW.
+    Raises NonFiniteError before stepping."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    num_episodes = len(batch.episodes)
+    mask_B_T = batch.loss_mask_B_T.bool()
+    tokens_E = torch.zeros(num_episodes, device=mask_B_T.device).index_add_(
+        0, batch.episode_index_B, mask_B_T.sum(1).float())
+    lengths_B = batch.attention_mask_B_T.sum(1).cpu()  # right padding: the real length of each row
+    total_loss, tokens, clip_tok, ratio_tok, kl_tok = 0.0, 0, 0.0, 0.0, 0.0
+    for rows_b in row_chunks(lengths_B, cfg.microbatch_tokens):
+        rows_b = rows_b.to(mask_B_T.device)
+        t_max = int(lengths_B[rows_b.cpu()].max())
+        mask_b_T = mask_B_T[rows_b, :t_max]
+        if not mask_b_T.any():
+            continue
+        lp_b_T = generated_logprobs(model, batch.input_ids_B_T[rows_b, :t_max],
+                                    batch.attention_mask_B_T[rows_b, :t_max], mask_b_T)
+        loss, st = clipped_surrogate_loss(lp_b_T, batch.old_logprobs_B_T[rows_b, :t_max], adv_B_T[rows_b, :t_max],
+                                          mask_b_T, batch.episode_index_B[rows_b], clip_eps=cfg.clip_eps,
+                                          num_episodes=num_episodes, tokens_per_episode_E=tokens_E)
+        if not torch.isfinite(loss):
+            bad_lp = not torch.isfinite(lp_b_T[mask_b_T]).all()
+            term = "policy log-probs (model forward)" if bad_lp else "clipped surrogate (ratio x advantage)"
+            raise NonFiniteError(f"non-finite loss at step {step}: {term}")
+        loss.backward()
+        total_loss += float(loss.detach())
+        tokens += st.num_tokens
+        clip_tok += st.clip_fraction * st.num_tokens
+        ratio_tok += st.ratio_mean * st.num_tokens
+        kl_tok += st.approx_kl * st.num_tokens
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    if not torch.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteError(f"non-finite gradient norm at step {step} (loss {total_loss:.4g})")
+    optimizer.step()
+    n = max(tokens, 1)
+    return {"loss": total_loss, "grad_norm": float(grad_norm), "clip_fraction": clip_tok / n,
+            "ratio_mean": ratio_tok / n, "approx_kl_old": kl_tok / n}
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def run_training(
+    *,
+    method: str,
+    model,
+    tokenizer,
+    train_tasks: list[Task],
+    rollout_fn: RolloutFn,
+    teacher,
+    cfg: TrainConfig,
+    seed: int,
+    out_dir: str | Path,
+    device: torch.device | str = "cpu",
+    log: LogFn | None = None,
+    resume: bool = True,
+    eval_fn: EvalFn | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train `model` in place with `method` for `cfg.steps` updates; see the module docstring.
+
+    rollout_fn(model, tasks, seed) -> RolloutBatch (samples_per_task rollouts of each task, groups =
+    task index); teacher: a TeacherScorer (`.score(batch) -> (B, T)`), or None when kappa is 0 throughout.
+    eval_fn(model, step) -> {"success": ..., ...} runs every `cfg.eval_every` updates and at the end; the
+    best validation success keeps a copy of the model in `out_dir/best/`.
+
+    Writes `out_dir/metrics.jsonl`, `out_dir/checkpoint/` (atomic, every `checkpoint_every` updates and
+    at the end) and `out_dir/final/`. Returns a summary: method, seed, steps, resumed_from_step, final (the
+    last update's metrics), best_val_success, best_step, out_dir, final_dir, best_dir, checkpoint_dir,
+    metrics_path, wall_time_s.
+    """
+    settings = method_settings(method)
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
+    if teacher is None and needs_teacher(settings, cfg):
+        raise ValueError(f"method {method!r} uses the teacher (kappa > 0) but no teacher was given")
+    # what a checkpoint must match to be resumed (knobs that only change speed or logging are left out)
+    identity = {"method": method, "seed": seed, "benchmark": train_tasks[0].benchmark if train_tasks else None,
+                "num_train_tasks": len(train_tasks),
+                "train": cfg.model_dump(mode="json", exclude={"steps", "checkpoint_every", "eval_every", "eval_tasks",
+                                                              "methods", "benchmarks", "seeds", "microbatch_tokens"})}
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, make_lr_lambda(cfg))
+    sampler = TaskSampler(train_tasks, cfg.tasks_per_step, seed)
+    start_step, best = 0, {"success": None, "step": None}
+
+    remove_stale_temporaries(ckpt_path)
+    found = find_checkpoint(ckpt_path) if resume else None
+    if found is not None:
+        saved = load_trainer_state(found)
+        if saved["identity"] != identity:
+            diff = sorted(k for k in set(saved["identity"]) | set(identity)
+                          if saved["identity"].get(k) != identity.get(k))
+            raise ValueError(f"{found} was written by a different run (differs in: {', '.join(diff)}); "
+                             f"use another out_dir or resume=False")
+        state = load_checkpoint_into(found, model=model, optimizer=optimizer, scheduler=scheduler)
+        sampler.load_state_dict(state["data_order"])
+        start_step, best = state["step"], state["best"]
+        _truncate_metrics(metrics_path, start_step)
+    else:
+        for stale in (ckpt_path, ckpt_path.with_name("checkpoint.old"), out_dir / "best", out_dir / "final"):
+            shutil.rmtree(stale, ignore_errors=True)
+        metrics_path.unlink(missing_ok=True)
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, model=model, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
+                        trainer_state={"step": step, "data_order": sampler.state_dict(), "best": best,
+                                       "identity": identity})
+
+    last_metrics: dict[str, float] = {}
+    t_run = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {method}", disable=not progress, dynamic_ncols=True)
+    for s in range(start_step, cfg.steps):
+        step = s + 1  # updates done after this iteration; what metrics are logged against
+        t0 = time.perf_counter()
+        kappa, rho = coefficients(settings, cfg, s)
+        tasks = sampler.next_tasks()
+
+        model.eval()
+        batch = rollout_fn(model, tasks, rollout_seed(seed, s)).to(device)
+        t_rollout = time.perf_counter()
+        if kappa > 0:
+            batch.teacher_logprobs_B_T = teacher.score(batch).to(device)
+        t_teacher = time.perf_counter()
+
+        try:
+            adv_B_T, adv_stats = compute_advantages(batch, settings, kappa, rho, cfg.adv_eps, step)
+            upd = policy_update(model, optimizer, batch, adv_B_T, cfg, step)
+        except NonFiniteError as e:
+            bar.close()
+            last = find_checkpoint(ckpt_path)
+            where = f"the last good checkpoint is {last} (step {load_trainer_state(last)['step']})" if last else \
+                "no checkpoint was written yet"
+            raise NonFiniteError(f"{e}; method {method}, kappa={kappa:.3g}, rho={rho:.3g}. Training stopped; "
+                                 f"{where}") from None
+        lr_used = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        t_end = time.perf_counter()
+
+        mask_B_T = batch.loss_mask_B_T.bool()
+        gen_tokens = int(mask_B_T.sum())
+        eps = batch.episodes
+        metrics: dict[str, float] = {
+            "reward": float(np.mean([e.reward for e in eps])),
+            "success": float(np.mean([e.won for e in eps])),
+            "score": float(np.mean([e.score for e in eps])),
+            "turns": float(np.mean([e.num_turns for e in eps])),
+            "format_error_rate": float(sum(e.format_errors for e in eps) / max(sum(e.num_turns for e in eps), 1)),
+            "kappa": kappa,
+            "rho": rho,
+            "entropy": _masked_mean_std(-batch.old_logprobs_B_T.float(), mask_B_T)[0],
+            **adv_stats,
+            **upd,
+            "lr": lr_used,
+            "generated_tokens": float(gen_tokens),
+            "tokens_per_s": gen_tokens / max(t_end - t0, 1e-9),
+            "time_rollout_s": t_rollout - t0,
+            "time_teacher_s": t_teacher - t_rollout,
+            "time_update_s": t_end - t_teacher,
+            "step_time_s": t_end - t0,
+            "peak_mem_mb": peak_memory_mb(device),
+        }
+        _append_jsonl(metrics_path, {"step": step, **metrics})
+        if log is not None:
+            log(metrics, step)
+        last_metrics = metrics
+
+        if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            val = eval_fn(model, step)
+            if "success" not in val:
+                raise ValueError(f"eval_fn must return a dict with a 'success' key, got {sorted(val)}")
+            val_metrics = {f"val_{k}": float(v) for k, v in val.items()}
+            _append_jsonl(metrics_path, {"step": step, **val_metrics})
+            if log is not None:
+                log(val_metrics, step)
+            if best["success"] is None or val["success"] > best["success"]:
+                best = {"success": float(val["success"]), "step": step}
+                _save_model_dir(out_dir / "best", model, tokenizer)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint(step)
+
+        bar.update(1)
+        kl = metrics.get("kl_teacher", float("nan"))
+        bar.set_postfix(reward=f"{metrics['reward']:.2f}", success=f"{metrics['success']:.2f}", kl=f"{kl:.3f}",
+                        s_per_step=f"{metrics['step_time_s']:.2f}", mem_mb=f"{metrics['peak_mem_mb']:.0f}")
+    bar.close()
+
+    if start_step < cfg.steps or not (out_dir / "final").exists():
+        _save_model_dir(out_dir / "final", model, tokenizer)
+    if start_step == cfg.steps:  # nothing left to do: report from the saved metrics
+        last_metrics = _last_train_metrics(metrics_path)
+    wall = time.perf_counter() - t_run
+    if progress:
+        tqdm.write(f"[{method}] {cfg.steps} steps done in {wall:.1f} s; peak memory {peak_memory_mb(device):.0f} MB; "
+                   f"final model in {out_dir / 'final'}")
+    return {
+        "method": method,
+        "seed": seed,
+        "steps": cfg.steps,
+        "resumed_from_step": start_step,
+        "final": last_metrics,
+        "best_val_success": best["success"],
+        "best_step": best["step"],
+        "out_dir": str(out_dir),
+        "final_dir": str(out_dir / "final"),
+        "best_dir": str(out_dir / "best") if best["step"] is not None else None,
+        "checkpoint_dir": str(ckpt_path),
+        "metrics_path": str(metrics_path),
+        "wall_time_s": wall,
+    }
+
+
+def _last_train_metrics(path: Path) -> dict[str, float]:
+    last: dict[str, float] = {}
+    if path.exists():
+        for ln in path.read_text().splitlines():
+            rec = json.loads(ln)
+            if "reward" in rec:
+                last = {k: v for k, v in rec.items() if k != "step"}
+    return last
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def train(
+    method: str,
+    benchmark,
+    *,
+    student_dir: str | Path,
+    teacher_dir: str | Path | None,
+    params,
+    seed: int,
+    out_dir: str | Path,
+    log: LogFn | None = None,
+    resume: bool = True,
+    eval_fn: EvalFn | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the student in `student_dir` with `method` on `benchmark`'s train split.
+
+    method: one of METHODS (grpo, opd, atod, atod_no_anneal, atod_uniform, atod_token).
+    benchmark: an `atod.envs.Benchmark` (e.g. from `load_benchmark`).
+    student_dir / teacher_dir: HF model directories (model + tokenizer; the teacher is only loaded when
+    the method uses it, and must share the student's tokenizer and chat template).
+    params: the resolved `atod.config.Params` (reads `train`, `agent`, `models`).
+    Returns run_training's summary dict.
+    """
+    from atod.agent.models import check_compatible, load_model, load_tokenizer, resolve_device
+    from atod.agent.rollout import collect_rollouts
+    from atod.agent.teacher import LocalTeacher
+
+    settings = method_settings(method)
+    cfg: TrainConfig = params.train
+    device = resolve_device(params.models)
+    tokenizer = load_tokenizer(student_dir)
+    model = load_model(student_dir, params.models.student, device=device)
+    teacher = None
+    if needs_teacher(settings, cfg):
+        if teacher_dir is None:
+            raise ValueError(f"method {method!r} needs a teacher (kappa > 0) but teacher_dir is None")
+        check_compatible(tokenizer, load_tokenizer(teacher_dir))
+        teacher = LocalTeacher(load_model(teacher_dir, params.models.teacher, device=device))
+
+    def rollout_fn(policy, tasks: list[Task], rseed: int) -> RolloutBatch:
+        return collect_rollouts(policy, tokenizer, benchmark, tasks, samples_per_task=cfg.samples_per_task,
+                                temperature=params.agent.train_temperature, agent_cfg=params.agent, seed=rseed,
+                                split="train", device=device)
+
+    return run_training(method=method, model=model, tokenizer=tokenizer, train_tasks=benchmark.tasks("train"),
+                        rollout_fn=rollout_fn, teacher=teacher, cfg=cfg, seed=seed, out_dir=out_dir, device=device,
+                        log=log, resume=resume, eval_fn=eval_fn, progress=progress)

@@ -1,0 +1,254 @@
+"""The ATOD trainer on a toy task with tiny models built from config (seconds each).
+
+Toy task: a prompt of two tokens, then two "turns" of 3 sampled tokens separated by an observation
+token, all in one row (the growing-conversation layout of atod.types). Reward = share of generated
+tokens equal to TARGET; the teacher is a second tiny model with sharpened logits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from atod.agent.models import token_logprobs
+from atod.envs.base import Task
+from atod.train.config import TrainConfig
+from atod.train.trainer import run_training
+from atod.types import EpisodeRecord, RolloutBatch
+
+VOCAB, TARGET, OBS, BOS = 16, 5, 2, 1
+TURN_TOKENS = 3
+
+
+def tiny_model(seed: int, hidden: int = 32) -> Qwen3ForCausalLM:
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=hidden // 2,
+                      max_position_embeddings=64, tie_word_embeddings=True, pad_token_id=0)
+    return Qwen3ForCausalLM(cfg)
+
+
+def toy_tasks(n: int = 6) -> list[Task]:
+    return [Task("toy", "train", f"t{i}", goal=str(i), payload={"token": 6 + i % 8}) for i in range(n)]
+
+
+def toy_rollout(model, tasks: list[Task], seed: int, samples_per_task: int = 4) -> RolloutBatch:
+    """Sample two 3-token turns per episode at temperature 1 from `model` (no KV cache: tiny)."""
+    g = torch.Generator().manual_seed(seed)
+    rows, episodes = [], []
+    with torch.no_grad():
+        for gi, task in enumerate(tasks):
+            for j in range(samples_per_task):
+                ids, lps, turns = [BOS, task.payload["token"]], [0.0, 0.0], [-1, -1]
+                for k in range(2):
+                    if k > 0:
+                        ids.append(OBS)
+                        lps.append(0.0)
+                        turns.append(-1)
+                    for _ in range(TURN_TOKENS):
+                        logits = model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+                        logp = torch.log_softmax(logits, -1)
+                        tok = int(torch.multinomial(logp.exp(), 1, generator=g))
+                        ids.append(tok)
+                        lps.append(float(logp[tok]))
+                        turns.append(k)
+                gen = [t for t, k in zip(ids, turns) if k >= 0]
+                reward = sum(t == TARGET for t in gen) / len(gen)
+                episodes.append(EpisodeRecord("toy", "train", task.task_id, gi, j, reward, reward > 0.5, reward, 2, 0, 0))
+                rows.append((ids, lps, turns))
+    ids_B_T = torch.tensor([r[0] for r in rows])
+    turn_B_T = torch.tensor([r[2] for r in rows])
+    return RolloutBatch(input_ids_B_T=ids_B_T, attention_mask_B_T=torch.ones_like(ids_B_T),
+                        loss_mask_B_T=turn_B_T >= 0, old_logprobs_B_T=torch.tensor([r[1] for r in rows]),
+                        turn_index_B_T=turn_B_T, episode_index_B=torch.arange(len(rows)), episodes=episodes)
+
+
+class ToyTeacher:
+    def __init__(self, model):
+        self.model = model.eval()
+
+    def score(self, batch: RolloutBatch) -> torch.Tensor:
+        with torch.no_grad():
+            lp = token_logprobs(self.model, batch.input_ids_B_T, batch.attention_mask_B_T)
+        return torch.where(batch.loss_mask_B_T.bool(), lp, torch.zeros_like(lp))
+
+
+def sharp_teacher(seed: int = 99) -> ToyTeacher:
+    t = tiny_model(seed)
+    with torch.no_grad():
+        t.model.norm.weight.mul_(4.0)
+    return ToyTeacher(t)
+
+
+def toy_config(**kw) -> TrainConfig:
+    base = {"steps": 4, "tasks_per_step": 2, "samples_per_task": 4, "microbatch_tokens": 64, "lr": 1e-2,
+            "checkpoint_every": 2, "eval_every": 2, "anneal": {"anneal_steps": 2}}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run_toy(method: str, out_dir, *, cfg: TrainConfig | None = None, seed: int = 0, log=None, resume=True,
+            eval_fn=None, teacher=None):
+    cfg = cfg or toy_config()
+    torch.set_num_threads(1)
+    model = tiny_model(seed=123)
+    summary = run_training(method=method, model=model, tokenizer=None, train_tasks=toy_tasks(),
+                           rollout_fn=lambda m, t, s: toy_rollout(m, t, s, cfg.samples_per_task),
+                           teacher=teacher if teacher is not None else sharp_teacher(), cfg=cfg, seed=seed,
+                           out_dir=out_dir, log=log, resume=resume, eval_fn=eval_fn, progress=False)
+    return model, summary
+
+
+def _read_metrics(out_dir: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_methods_run_and_log(tmp_path):
+    seen = []
+    evals = iter([0.2, 0.5])
+    model, summary = run_toy("atod", tmp_path, log=lambda m, s: seen.append((s, m)),
+                             eval_fn=lambda m, s: {"success": next(evals)})
+    train_logs = [(s, m) for s, m in seen if "reward" in m]
+    assert [s for s, _ in train_logs] == [1, 2, 3, 4]
+    first = train_logs[0][1]
+    for key in ("reward", "success", "kl_teacher", "kappa", "rho", "tdur_weight_mean", "tdur_weight_std",
+                "clip_fraction", "entropy", "tokens_per_s", "lr", "step_time_s", "peak_mem_mb"):
+        assert math.isfinite(first[key]), key
+    assert (first["kappa"], first["rho"]) == (1.0, 1.0)
+    assert train_logs[-1][1]["kappa"] == pytest.approx(0.1) and train_logs[-1][1]["rho"] == pytest.approx(2.0)
+    assert 0.0 <= first["tdur_weight_mean"] <= 1.0
+    assert summary["best_val_success"] == 0.5 and summary["best_step"] == 4
+    for sub in ("final", "best", "checkpoint"):
+        assert (tmp_path / sub).is_dir()
+    assert len([r for r in _read_metrics(tmp_path) if "reward" in r]) == 4
+    reloaded = Qwen3ForCausalLM.from_pretrained(tmp_path / "final")
+    assert torch.equal(reloaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_grpo_never_calls_the_teacher(tmp_path):
+    class Boom:
+        def score(self, batch):
+            raise AssertionError("grpo must not score with the teacher")
+
+    _, summary = run_toy("grpo", tmp_path, teacher=Boom())
+    assert "kl_teacher" not in summary["final"] and summary["final"]["kappa"] == 0.0
+
+
+def test_methods_differ_only_by_their_settings(tmp_path):
+    """With kappa = 0 forced, opd-style weighting is irrelevant: atod_uniform == atod_token == atod with
+    rho only. And same seed -> bitwise equal weights."""
+    cfg = toy_config(steps=2, anneal={"anneal_steps": 1, "kappa_init": 0.0, "kappa_min": 0.0})
+    a, _ = run_toy("atod", tmp_path / "a", cfg=cfg)
+    b, _ = run_toy("atod_uniform", tmp_path / "b", cfg=cfg)
+    c, _ = run_toy("atod_token", tmp_path / "c", cfg=cfg)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb) and torch.equal(pa, pc)
+    # with the teacher on, the weighting changes the update
+    d, _ = run_toy("atod", tmp_path / "d", cfg=toy_config(steps=2))
+    e, _ = run_toy("atod_uniform", tmp_path / "e", cfg=toy_config(steps=2))
+    assert any(not torch.equal(pd, pe) for pd, pe in zip(d.parameters(), e.parameters()))
+    # same seed -> bitwise equal
+    f, _ = run_toy("atod", tmp_path / "f", cfg=toy_config(steps=2))
+    assert all(torch.equal(pd, pf) for pd, pf in zip(d.parameters(), f.parameters()))
+
+
+def test_opd_lowers_kl_to_teacher(tmp_path):
+    cfg = toy_config(steps=25, tasks_per_step=3, checkpoint_every=100, lr=2e-2)
+    _, _ = run_toy("opd", tmp_path, cfg=cfg)
+    kl = [r["kl_teacher"] for r in _read_metrics(tmp_path)]
+    assert sum(kl[-5:]) / 5 < 0.6 * sum(kl[:5]) / 5, kl
+
+
+def test_grpo_raises_reward(tmp_path):
+    cfg = toy_config(steps=25, tasks_per_step=3, checkpoint_every=100, lr=2e-2)
+    _, _ = run_toy("grpo", tmp_path, cfg=cfg)
+    rewards = [r["reward"] for r in _read_metrics(tmp_path)]
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.2, rewards
+
+
+def test_nan_stops_with_clear_message(tmp_path):
+    class NanTeacher:
+        calls = 0
+
+        def score(self, batch):
+            NanTeacher.calls += 1
+            lp = torch.full(batch.input_ids_B_T.shape, -1.0)
+            if NanTeacher.calls == 3:
+                lp[0, 3] = float("nan")
+            return torch.where(batch.loss_mask_B_T, lp, torch.zeros_like(lp))
+
+    with pytest.raises(RuntimeError, match=r"non-finite teacher log-probs \(OPD term\) at step 3.*step 2"):
+        run_toy("opd", tmp_path, teacher=NanTeacher())
+    assert json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["step"] == 2
+
+
+CHILD = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import test_train_trainer as t
+def log(metrics, step):
+    if step == {kill_at} and "reward" in metrics:
+        os.kill(os.getpid(), signal.SIGKILL)
+t.run_toy("atod", {out!r}, cfg=t.toy_config(steps=6, checkpoint_every=2), log=log)
+"""
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
+    ref, _ = run_toy("atod", tmp_path / "ref", cfg=toy_config(steps=6, checkpoint_every=2))
+    out = tmp_path / "killed"
+    code = CHILD.format(tests=str(Path(__file__).parent), kill_at=5, out=str(out))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert json.loads((out / "checkpoint" / "trainer_state.json").read_text())["step"] == 4
+    assert not (out / "final").exists()
+    resumed, summary = run_toy("atod", out, cfg=toy_config(steps=6, checkpoint_every=2))
+    assert summary["resumed_from_step"] == 4
+    for pr, pk in zip(ref.parameters(), resumed.parameters()):
+        assert torch.equal(pr, pk)
+    steps = [r["step"] for r in _read_metrics(out) if "reward" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    ref_metrics = [r["reward"] for r in _read_metrics(tmp_path / "ref")]
+    assert [r["reward"] for r in _read_metrics(out)] == ref_metrics
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    run_toy("atod", tmp_path, cfg=toy_config(steps=2))
+    with pytest.raises(ValueError, match="different run"):
+        run_toy("opd", tmp_path, cfg=toy_config(steps=2))
+
+
+def test_microbatch_size_does_not_change_the_update(tmp_path):
+    small, _ = run_toy("atod", tmp_path / "s", cfg=toy_config(steps=2, microbatch_tokens=64))
+    large, _ = run_toy("atod", tmp_path / "l", cfg=toy_config(steps=2, microbatch_tokens=100_000))
+    for a, b in zip(small.parameters(), large.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_generated_logprobs_match_token_logprobs():
+    from atod.train.trainer import generated_logprobs
+
+    model = tiny_model(seed=5)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, VOCAB, (4, 12), generator=g)
+    attn = torch.zeros(4, 12, dtype=torch.long)
+    mask = torch.zeros(4, 12, dtype=torch.bool)
+    for b, (length, prompt) in enumerate([(12, 8), (9, 5), (6, 2), (10, 3)]):
+        attn[b, :length] = 1
+        mask[b, prompt:length] = True
+    mask[3, 5:7] = False  # a row with two generated spans (a growing conversation)
+    ids = torch.where(attn.bool(), ids, torch.zeros_like(ids))
+    fast = generated_logprobs(model, ids, attn, mask)
+    ref = torch.where(mask, token_logprobs(model, ids, attn), torch.zeros(4, 12))
+    assert torch.allclose(fast, ref, atol=1e-5)
+    assert (fast[~mask] == 0).all()
