@@ -8,6 +8,7 @@ ones), so the same code runs a 0.6M-parameter model built from scratch or a pret
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -90,6 +91,11 @@ def load_tokenizer(path_or_name: str | Path) -> PreTrainedTokenizerBase:
         raise _not_found("tokenizer", name, e) from None
 
 
+# transformers initialises weights on the meta device through process-global state, so two threads
+# loading at once can see each other's meta tensors ("Cannot copy out of meta tensor"): load one at a time.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_model(path_or_name: str | Path, spec: ModelSpec | None = None,
                device: torch.device | str = "cpu") -> PreTrainedModel:
     """Any HF causal LM (local directory or hub name) in `spec.dtype` on `device`, in eval mode.
@@ -97,7 +103,8 @@ def load_model(path_or_name: str | Path, spec: ModelSpec | None = None,
     name = str(path_or_name)
     dtype = DTYPES[spec.dtype] if spec is not None else "auto"
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        with _LOAD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
     except (OSError, ValueError) as e:
         raise _not_found("model", name, e) from None
     return model.to(device).eval()

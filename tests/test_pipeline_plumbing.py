@@ -1,0 +1,173 @@
+"""Fast checks of the pipeline plumbing: dvc.yaml vs the params each stage reads, DVC-compatible
+fingerprints, profile switching, ablation overrides and MLflow parent/child nesting (no stage compute)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flows.ablation import apply_overrides, override_key, setting_overrides
+from flows.pipeline import STAGES as FLOW_STAGES
+from flows.pipeline import set_profile
+from tasks import tracking
+from tasks.stages import STAGE_FUNCTIONS, STAGES, dvc_params
+
+
+def _dvc_yaml() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def test_dvc_yaml_declares_every_stage_with_its_command():
+    stages = _dvc_yaml()["stages"]
+    assert list(stages) == list(STAGES) == list(FLOW_STAGES) == list(STAGE_FUNCTIONS)
+    for name, spec in stages.items():
+        assert spec["cmd"] == f"atod stage {name}"
+        assert "tasks/stages.py" in spec["deps"]
+
+
+def test_dvc_params_are_exactly_what_each_stage_reads():
+    """Only the keys a stage reads, plus every existing profile override of them (DVC refuses missing
+    keys, and a missing override would let a profile change go unnoticed)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = _dvc_yaml()["stages"]
+    for name in STAGES:
+        assert sorted(stages[name]["params"]) == sorted(dvc_params(name, raw)), name
+
+
+def test_metrics_are_uncached_json_and_outputs_live_under_data_or_reports():
+    for name, spec in _dvc_yaml()["stages"].items():
+        for out in spec.get("outs", []):
+            assert str(out).startswith(("data/", "reports")), (name, out)
+        for m in spec["metrics"]:
+            (path, opts), = m.items()
+            assert path.startswith("metrics/") and opts == {"cache": False}, (name, m)
+
+
+def test_dvc_md5_matches_dvc_rules(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("hello\n")
+    assert tracking.dvc_md5(f) == hashlib.md5(b"hello\n").hexdigest()
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "x.py").write_text("x = 1\n")
+    (d / "sub" / "y.py").write_text("y = 2\n")
+    before = tracking.dvc_md5(d)
+    listing = [{"md5": hashlib.md5(b"y = 2\n").hexdigest(), "relpath": "sub/y.py"},
+               {"md5": hashlib.md5(b"x = 1\n").hexdigest(), "relpath": "x.py"}]
+    assert before == hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+    (d / "__pycache__").mkdir()
+    (d / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    assert tracking.dvc_md5(d) == before  # byte-code caches are ignored, as in .dvcignore
+    (d / "x.py").write_text("x = 3\n")
+    assert tracking.dvc_md5(d) != before
+    assert tracking.dvc_md5(tmp_path / "missing") is None
+
+
+def test_inputs_digest_equals_digest_of_a_lock_entry(tmp_path):
+    (tmp_path / "code.py").write_text("print(1)\n")
+    (tmp_path / "params.yaml").write_text("profile: smoke\ns: {a: 1, b: [1, 2]}\n")
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(
+        {"stages": {"st": {"cmd": "true", "deps": ["code.py"], "params": ["profile", "s.b"]}}}))
+    lock = {"cmd": "true", "deps": [{"path": "code.py", "hash": "md5", "md5": hashlib.md5(b"print(1)\n").hexdigest()}],
+            "params": {"params.yaml": {"s.b": [1, 2], "profile": "smoke"}}}
+    assert tracking.current_inputs_digest(tmp_path, "st") == tracking.lock_inputs_digest(lock)
+    (tmp_path / "params.yaml").write_text("profile: smoke\ns: {a: 1, b: [1, 3]}\n")
+    assert tracking.current_inputs_digest(tmp_path, "st") != tracking.lock_inputs_digest(lock)
+    assert tracking.current_inputs_digest(tmp_path, "nope") is None
+
+
+def test_set_profile_keeps_the_rest_of_the_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    text = "# header\nprofile: default   # pick one\nprepare:\n  seed: 0\nprofiles:\n  smoke: {}\n"
+    p.write_text(text)
+    assert set_profile(p, "smoke") is True
+    assert p.read_text() == text.replace("profile: default   # pick one", "profile: smoke  # pick one")
+    assert set_profile(p, "smoke") is False
+    with pytest.raises(ValueError, match="unknown profile"):
+        set_profile(p, "huge")
+
+
+def test_ablation_overrides_respect_profile_overrides():
+    from atod.config import resolve
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw.setdefault("profiles", {}).setdefault("gpu", {}).setdefault("train", {})["methods"] = ["grpo"]
+    assert override_key(raw, "gpu", "train.methods") == "profiles.gpu.train.methods"
+    assert override_key(raw, "smoke", "train.nonexistent") == "train.nonexistent"
+    for profile in ("smoke", "gpu"):
+        ov = setting_overrides(raw, profile, "atod_uniform", [3], ["webshop"])
+        params = resolve(apply_overrides(raw, ov), profile=profile)
+        assert (params.train.methods, params.train.seeds, params.train.benchmarks) == (["atod_uniform"], [3], ["webshop"])
+
+
+def test_invocation_key_without_dvc_is_this_process():
+    launcher, key = tracking.invocation_key()
+    assert launcher == "cli" and key.startswith(f"{__import__('os').getpid()}:")
+
+
+@pytest.fixture
+def mlflow_db(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
+    monkeypatch.setenv(tracking.EXPERIMENT_ENV, "plumbing-test")
+    return tmp_path
+
+
+def test_stages_of_one_invocation_nest_under_one_parent(mlflow_db, monkeypatch):
+    """Same invocation key -> same parent; the parent ends FINISHED after each stage, FAILED on a failure;
+    a new invocation gets a new parent."""
+    from mlflow import MlflowClient
+
+    from atod.config import load_params
+
+    params = load_params(ROOT / "params.yaml", profile="smoke")
+    monkeypatch.setattr(tracking, "invocation_key", lambda: ("dvc", "123:1.0"))
+    ids = []
+    for stage in ("prepare", "sft_warmup"):
+        with tracking.stage_run(mlflow_db, stage, params) as run_id:
+            tracking.log_metrics({"x": 1.0, "skip": "text"}, step=2)
+            with tracking.child_run("job", {"method": "atod", "seed": 0}) as job_id:
+                tracking.log_metrics({"reward": 0.5}, step=1, run_id=job_id)
+            ids.append(run_id)
+    client = MlflowClient()
+    job = client.get_run(job_id)
+    assert job.data.tags["mlflow.parentRunId"] == ids[-1] and job.data.tags["method"] == "atod"
+    assert job.info.experiment_id == client.get_run(ids[-1]).info.experiment_id  # same experiment as its stage
+    parents = {client.get_run(i).data.tags["mlflow.parentRunId"] for i in ids}
+    assert len(parents) == 1
+    parent = client.get_run(parents.pop())
+    assert parent.info.status == "FINISHED" and parent.data.tags["atod.launcher"] == "dvc"
+    assert parent.data.params["train.methods"] == json.dumps(params.train.methods)
+    assert client.get_run(ids[0]).data.metrics == {"x": 1.0}
+
+    with pytest.raises(RuntimeError, match="boom"), tracking.stage_run(mlflow_db, "train", params):
+        raise RuntimeError("boom")
+    assert client.get_run(parent.info.run_id).info.status == "FAILED"
+
+    monkeypatch.setattr(tracking, "invocation_key", lambda: ("dvc", "456:2.0"))
+    with tracking.stage_run(mlflow_db, "prepare", params) as other:
+        pass
+    assert client.get_run(other).data.tags["mlflow.parentRunId"] != parent.info.run_id
+
+
+def test_parent_from_environment_is_used_and_left_to_its_owner(mlflow_db, monkeypatch):
+    from mlflow import MlflowClient
+
+    from atod.config import load_params
+
+    params = load_params(ROOT / "params.yaml", profile="smoke")
+    parent = tracking.create_parent_run(mlflow_db, params, launcher="prefect")
+    monkeypatch.setenv(tracking.PARENT_RUN_ENV, parent)
+    with tracking.stage_run(mlflow_db, "compare", params) as run_id:
+        pass
+    client = MlflowClient()
+    assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent
+    assert client.get_run(parent).info.status == "RUNNING"  # the flow ends it, not the stage
