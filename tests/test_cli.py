@@ -33,13 +33,13 @@ def test_top_level_help_lists_commands():
                                           ("searchqa", "test_out_of_domain")])
 def test_envs_play_json(bench, split):
     expert = runner.invoke(app, ["envs", "play", bench, "--split", split, "--n", "20", "--seed", "1",
-                                 "--profile", "smoke", "--json"])
+                                 "--profile", "default", "--json"])
     assert expert.exit_code == 0, expert.output
     e = json.loads(expert.output)
     assert set(e) == {"success_rate", "mean_score", "mean_turns", "invalid_rate", "episodes"}
     assert e["episodes"] == 20 and e["success_rate"] >= 0.95 and e["mean_turns"] > 0
     rand = json.loads(runner.invoke(app, ["envs", "play", bench, "--split", split, "--n", "20", "--seed", "1",
-                                          "--profile", "smoke", "--policy", "random", "--json"]).output)
+                                          "--profile", "default", "--policy", "random", "--json"]).output)
     assert rand["success_rate"] < e["success_rate"] - 0.5
 
 
@@ -50,7 +50,7 @@ def test_envs_play_rejects_unknown_split():
 
 
 def test_envs_show_prints_a_transcript():
-    result = runner.invoke(app, ["envs", "show", "webshop", "--seed", "2", "--profile", "smoke"])
+    result = runner.invoke(app, ["envs", "show", "webshop", "--seed", "2", "--profile", "default"])
     assert result.exit_code == 0, result.output
     assert "won=True" in result.output and "> search[" in result.output
 
