@@ -197,11 +197,12 @@ def bench_rollout(
     params: ParamsOpt = Path("params.yaml"),
     profile: ProfileOpt = ProfileName.default,
     as_json: JsonOpt = False,
+    repeats: Annotated[int, typer.Option(min=1, help="timed runs per variant; the median is reported")] = 3,
 ) -> None:
     """Batched rollout throughput at 1/16/64 parallel environments vs the naive one-at-a-time loop."""
     from atod.agent.bench import run_rollout_benchmark
 
-    result = run_rollout_benchmark(_params(params, profile), progress=not as_json)
+    result = run_rollout_benchmark(_params(params, profile), repeats=repeats, progress=not as_json)
     print(json.dumps(result, indent=None if as_json else 2))
 
 

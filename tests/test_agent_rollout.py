@@ -276,3 +276,15 @@ def test_preallocated_cache_layer_matches_concatenation():
     assert torch.equal(layer.keys, expected[[2, 0, 0]])
     keys, _ = layer.update(chunks[1][:3], chunks[1][:3])
     assert torch.equal(keys[:, :, :7], expected[[2, 0, 0]]) and keys.shape[-2] == 8
+
+
+def test_sample_categorical_matches_the_distribution():
+    from atod.agent.rollout import sample_categorical
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    draws = torch.stack([sample_categorical(probs, g) for _ in range(20000)])  # (N, 2)
+    freq = torch.bincount(draws[:, 0], minlength=5).float() / len(draws)
+    assert freq[0] == 0 and freq[2] == 0  # zero-probability tokens are never drawn
+    assert torch.allclose(freq, probs[0], atol=0.015)
+    assert (draws[:, 1] == 0).all()

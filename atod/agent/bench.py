@@ -8,7 +8,7 @@ at 1, 16 and 64 parallel environments next to
 Models are the embedded tiny ones, randomly initialised (throughput does not depend on training; a
 random model rarely closes its tag, so most responses run to `max_new_tokens` in every variant).
 Episodes are capped at `max_turns` turns and the naive loop runs at most `naive_max_episodes`
-episodes, so that the whole benchmark takes about a minute on 2 CPU cores.
+episodes, so that the whole benchmark (3 timed runs per variant) takes about a minute on 2 CPU cores.
 
 `layout_cost` measures per-turn prompts against one growing conversation on expert episodes.
 """
@@ -16,6 +16,7 @@ episodes, so that the whole benchmark takes about a minute on 2 CPU cores.
 from __future__ import annotations
 
 import resource
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -105,6 +106,16 @@ def _generate_episodes(model, tokenizer, benchmark: Benchmark, tasks: list[Task]
     return _Run(time.perf_counter() - start, steps, tokens)
 
 
+def _median_run(repeats: int, seed: int, play) -> _Run:
+    """`play()` `repeats` times from the same torch seed (the same episodes each time); the run with
+    the median time."""
+    runs = []
+    for _ in range(max(repeats, 1)):
+        torch.manual_seed(seed)
+        runs.append(play())
+    return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+
+
 def run_rollout_benchmark(
     params: Params,
     *,
@@ -118,6 +129,7 @@ def run_rollout_benchmark(
     include_generate_batched: bool = True,
     device: torch.device | str | None = None,
     seed: int = 0,
+    repeats: int = 3,
     progress: bool = False,
 ) -> dict:
     """Throughput of batched rollouts vs the naive loop on a benchmark's train tasks.
@@ -130,7 +142,9 @@ def run_rollout_benchmark(
     `model.generate` and by the naive loop (on the first `naive_max_episodes` of the same episodes: the
     naive loop runs episodes one after another, so its throughput does not depend on n). Returns a
     JSON-able dict with, per n, env steps/s, generated tokens/s, seconds, peak memory, and
-    `speedup_{n}` = our env steps/s / the naive env steps/s (`speedup_64` at 64 envs).
+    `speedup_{n}` = our env steps/s / the naive env steps/s (`speedup_64` at 64 envs). Every variant
+    runs `repeats` times on the same episodes and seed (the same work each time) and reports its median
+    time: single runs of about a second moved the speedup by +-10% on a shared 2-core machine.
     """
     from atod.agent.models import resolve_device
     from atod.envs import build_benchmark
@@ -161,24 +175,28 @@ def run_rollout_benchmark(
         run: dict = {}
         say(f"{n} envs: ours")
         _reset_cuda_peak(device)
-        start = time.perf_counter()
-        batch = collect_rollouts(model, tokenizer, bench, tasks, samples_per_task=1, temperature=temperature,
-                                 agent_cfg=agent_cfg, seed=seed, split="train", device=device, max_turns=max_turns)
-        ours = _Run(time.perf_counter() - start, sum(e.num_turns for e in batch.episodes), batch.num_generated_tokens)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            batch = collect_rollouts(model, tokenizer, bench, tasks, samples_per_task=1, temperature=temperature,
+                                     agent_cfg=agent_cfg, seed=seed, split="train", device=device,
+                                     max_turns=max_turns)
+            times.append(time.perf_counter() - start)
+        ours = _Run(statistics.median(times), sum(e.num_turns for e in batch.episodes), batch.num_generated_tokens)
         run["ours"] = {**ours.as_dict(), "peak_rss_mb": round(_peak_rss_mb(), 1), "peak_cuda_mb": _peak_cuda_mb(device)}
         if include_generate_batched:
             say(f"{n} envs: batched model.generate")
-            torch.manual_seed(seed)
             _reset_cuda_peak(device)
-            gen = _generate_episodes(model, tokenizer, bench, tasks, agent_cfg=agent_cfg,
-                                     temperature=temperature, max_turns=max_turns, batched=True)
+            gen = _median_run(repeats, seed, lambda: _generate_episodes(
+                model, tokenizer, bench, tasks, agent_cfg=agent_cfg, temperature=temperature,
+                max_turns=max_turns, batched=True))
             run["generate_batched"] = {**gen.as_dict(), "peak_rss_mb": round(_peak_rss_mb(), 1),
                                        "peak_cuda_mb": _peak_cuda_mb(device)}
         say(f"{n} envs: naive ({min(n, naive_max_episodes)} episodes, one at a time)")
-        torch.manual_seed(seed)
         _reset_cuda_peak(device)
-        naive = _generate_episodes(model, tokenizer, bench, tasks[:naive_max_episodes], agent_cfg=agent_cfg,
-                                   temperature=temperature, max_turns=max_turns, batched=False)
+        naive = _median_run(repeats, seed, lambda: _generate_episodes(
+            model, tokenizer, bench, tasks[:naive_max_episodes], agent_cfg=agent_cfg, temperature=temperature,
+            max_turns=max_turns, batched=False))
         run["naive"] = {**naive.as_dict(), "episodes": min(n, naive_max_episodes),
                         "peak_rss_mb": round(_peak_rss_mb(), 1), "peak_cuda_mb": _peak_cuda_mb(device)}
         naive_rate = naive.env_steps / naive.seconds

@@ -144,6 +144,16 @@ def _forward_kwargs(model: PreTrainedModel) -> tuple[str, bool]:
     return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
 
 
+def sample_categorical(probs_b_V: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of probs_b_V (B x V, rows summing to ~1) by inverse-CDF sampling: the first
+    index whose cumulative probability exceeds u ~ U[0, total). Same distribution as
+    `torch.multinomial(probs, 1)`, about 15x faster at 64 x 740 on CPU (multinomial was 9% of a rollout
+    at 64 environments). Zero-probability tokens are never drawn. Returns token ids (B,)."""
+    cdf_b_V = probs_b_V.cumsum(-1)
+    u_b_1 = torch.rand(cdf_b_V.shape[0], 1, generator=generator, device=cdf_b_V.device) * cdf_b_V[:, -1:]
+    return torch.searchsorted(cdf_b_V, u_b_1, right=True).squeeze(-1).clamp_(max=cdf_b_V.shape[1] - 1)
+
+
 @torch.inference_mode()
 def sample_responses(
     model: PreTrainedModel,
@@ -199,7 +209,7 @@ def sample_responses(
     for step in range(max_new_tokens):
         logp_b_V = torch.log_softmax(logits_b_V, dim=-1)  # temperature-1 policy: what gets recorded
         probs_b_V = logp_b_V.exp() if temperature == 1.0 else torch.softmax(logits_b_V / temperature, dim=-1)
-        token_b = torch.multinomial(probs_b_V, 1, generator=generator).squeeze(-1)
+        token_b = sample_categorical(probs_b_V, generator)
         token_lp_b = logp_b_V.gather(-1, token_b[:, None]).squeeze(-1)
         for row, tok, lp in zip(rows_b.tolist(), token_b.tolist(), token_lp_b.tolist(), strict=True):
             responses[row].append(tok)
