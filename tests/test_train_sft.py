@@ -90,3 +90,34 @@ def test_sft_teaches_the_format(searchqa):
     after = format_rate(model)
     assert losses[-1] < 0.5 * losses[0], losses
     assert after >= 0.75 and after > before, (before, after)
+
+
+def test_length_grouped_batches_cover_an_epoch_once():
+    import random
+
+    from atod.train.sft import length_grouped_batches
+
+    lengths = [random.Random(i).randint(10, 500) for i in range(100)]
+    batches = length_grouped_batches(lengths, 8, random.Random(0), group_batches=4)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(100))  # every example exactly once
+    assert all(len(b) <= 8 for b in batches) and sum(len(b) == 8 for b in batches) >= 12
+    # batches hold similar lengths: the mean in-batch spread is far below the spread of random batches
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 150, spread
+    assert batches == length_grouped_batches(lengths, 8, random.Random(0), group_batches=4)  # seeded
+
+
+def test_sft_check_runs_on_train_tasks_no_demo_used(searchqa):
+    from atod.train.sft import sft_on_benchmarks
+
+    bench, tok = searchqa
+    model = build_tiny_model(TINY, tok, seed=0)
+    logged: list[tuple[int, dict]] = []
+    run = SFTRun(episodes_per_benchmark=12, steps=4, sequences_per_step=4, warmup_steps=0, eval_every=2, eval_tasks=5)
+    _, stats = sft_on_benchmarks(model, tok, [bench], run, 0, agent_cfg=AGENT,
+                                 log=lambda m, s: logged.append((s, m)), progress=False)
+    checks = [(s, m) for s, m in logged if "check/searchqa/success" in m]
+    assert [s for s, _ in checks] == [2, 4]
+    assert stats["searchqa_check_tasks"] == 5  # 20 train tasks, 12 used by demonstrations
+    assert all(0.0 <= m["check/searchqa/success"] <= 1.0 for _, m in checks)

@@ -20,6 +20,9 @@ class SFTRun(Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(20, ge=0)
+    eval_every: int = Field(0, ge=0, description="every N steps, success on train tasks no demonstration "
+                            "used (a learning curve that never touches evaluation splits); 0 = never")
+    eval_tasks: int = Field(32, ge=1, description="tasks per benchmark for that check (at eval temperature)")
 
 
 class SFTWarmupConfig(Section):

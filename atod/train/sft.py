@@ -147,6 +147,24 @@ def sft_loss(model, ids_B_T: torch.Tensor, attn_B_T: torch.Tensor, labels_B_T: t
     return loss / max(n, 1), n
 
 
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
+                           group_batches: int = 16) -> list[list[int]]:
+    """One epoch of example indices in batches of `batch_size` (the last may be smaller), grouped by
+    length like Hugging Face's `group_by_length`: shuffle, cut into groups of `group_batches` batches,
+    sort each group by length, cut it into batches, shuffle the batches. Batches then hold examples of
+    similar length (mixing WebShop's ~500-token prompts with ALFWorld's ~250 padded a batch to about
+    twice its real tokens) while every example is still seen once per epoch in random order."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = batch_size * group_batches
+    batches = []
+    for g in range(0, len(order), group):
+        chunk = sorted(order[g:g + group], key=lambda i: lengths[i])
+        batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def train_sft(
     model,
     tokenizer,
@@ -159,11 +177,14 @@ def train_sft(
     log_every: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    check: Callable[[object], dict[str, float]] | None = None,
 ):
     """Fine-tune `model` in place on `examples` for `run.steps` AdamW steps of `run.sequences_per_step`
     sequences (seeded shuffles, epoch after epoch), loss on response tokens only, linear warmup then
     cosine decay. Logs {loss, lr, tokens_per_s, epoch} every `log_every` steps (default: steps / 100).
-    Returns the model in eval mode. `run.steps == 0` returns the model untouched."""
+    Every `run.eval_every` steps (and at the end), `check(model)` (model in eval mode) returns metrics
+    that are logged at that step too. Returns the model in eval mode. `run.steps == 0` returns the
+    model untouched."""
     agent_cfg = agent_cfg or AgentConfig()
     if run.steps == 0:
         return model.eval()
@@ -182,19 +203,16 @@ def train_sft(
     rng = random.Random(f"sft-order-{seed}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, run))
-    order: list[int] = []
-    epoch, cursor = -1, 0
+    batches: list[list[int]] = []
+    epoch = -1
     model.train()
     t_last, tokens_since, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
     bar = tqdm(range(run.steps), desc="sft", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        batch = []
-        while len(batch) < run.sequences_per_step:
-            if cursor >= len(order):
-                order, cursor, epoch = list(range(len(data))), 0, epoch + 1
-                rng.shuffle(order)
-            batch.append(data[order[cursor]])
-            cursor += 1
+        if not batches:
+            epoch += 1
+            batches = length_grouped_batches([len(ids) for ids, _ in data], run.sequences_per_step, rng)
+        batch = [data[i] for i in batches.pop()]
         ids_B_T, attn_B_T, labels_B_T = (x.to(device) for x in collate(batch, pad_id))
         loss, _ = sft_loss(model, ids_B_T, attn_B_T, labels_B_T)
         if not torch.isfinite(loss):
@@ -216,6 +234,12 @@ def train_sft(
             if log is not None:
                 log(metrics, step + 1)
             t_last, tokens_since, loss_sum, loss_n = now, 0, 0.0, 0
+        if check is not None and run.eval_every and ((step + 1) % run.eval_every == 0 or step + 1 == run.steps):
+            checked = check(model.eval())
+            model.train()
+            bar.set_postfix(**{k.rsplit("/", 2)[-2]: f"{v:.2f}" for k, v in checked.items() if k.endswith("success")})
+            if log is not None:
+                log(checked, step + 1)
     return model.eval()
 
 
@@ -235,12 +259,32 @@ def sft_on_benchmarks(
     on each benchmark's train split), mixed, then `train_sft`. Returns (model, demo stats)."""
     examples: list[SFTExample] = []
     stats: dict[str, float] = {}
+    unused: dict[str, list] = {}
     for bench in benchmarks:
         demos, st = expert_demonstrations(bench, "train", n_episodes=run.episodes_per_benchmark,
                                           noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg)
         examples += demos
         stats.update({f"{bench.name}_{k}": v for k, v in st.items()})
+        used = {d.task_id for d in demos}
+        unused[bench.name] = [t for t in bench.tasks("train") if t.task_id not in used][:run.eval_tasks]
+        stats[f"{bench.name}_check_tasks"] = float(len(unused[bench.name]))
     stats["examples"] = float(len(examples))
+
+    def check(m) -> dict[str, float]:
+        """Success at the evaluation temperature on train tasks that no demonstration used."""
+        from atod.agent.rollout import collect_rollouts
+
+        out = {}
+        for bench in benchmarks:
+            if not unused[bench.name]:
+                continue
+            episodes = collect_rollouts(m, tokenizer, bench, unused[bench.name], samples_per_task=1,
+                                        temperature=agent_cfg.eval_temperature, agent_cfg=agent_cfg, seed=seed,
+                                        split="train", device=next(m.parameters()).device).episodes
+            out[f"check/{bench.name}/success"] = sum(e.won for e in episodes) / len(episodes)
+            out[f"check/{bench.name}/mean_turns"] = sum(e.num_turns for e in episodes) / len(episodes)
+        return out
+
     model = train_sft(model, tokenizer, examples, run, seed, agent_cfg=agent_cfg, log=log, device=device,
-                      progress=progress)
+                      progress=progress, check=check if run.eval_every else None)
     return model, stats
