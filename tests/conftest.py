@@ -1,8 +1,12 @@
 import os
+import random
 from pathlib import Path
 
 import pytest
+import yaml
 
+from atod.config import resolve
+from atod.envs.base import Benchmark, Env, StepResult, Task
 from atod.project_env import configure_environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,3 +17,50 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
+
+
+# ---- helpers shared by the benchmark tests (tests/test_env_*.py import them from here) -------------
+
+
+def prepare_config(profile: str):
+    """The `prepare` section of params.yaml under `profile`."""
+    return resolve(yaml.safe_load((ROOT / "params.yaml").read_text()), profile=profile).prepare
+
+
+def profile_config(section: str, profile: str):
+    """The `prepare.<section>` config (e.g. "webshop") of params.yaml under `profile`."""
+    return getattr(prepare_config(profile), section)
+
+
+def play(env: Env, task: Task, rng: random.Random, policy) -> list[StepResult]:
+    """One episode with `policy(env, result, rng) -> action`, `result` being the last StepResult;
+    returns the StepResults, reset's first."""
+    results = [env.reset(task)]
+    while not results[-1].done:
+        results.append(env.step(policy(env, results[-1], rng)))
+    return results
+
+
+def expert(noise: float):
+    """The env's scripted expert as a `play` policy, a random step with probability `noise`."""
+    return lambda env, result, rng: env.expert_action(rng, noise)
+
+
+def success_rate(episodes: list[list[StepResult]]) -> float:
+    return sum(e[-1].info.won for e in episodes) / len(episodes)
+
+
+def assert_same_tasks(a: Benchmark, b: Benchmark) -> None:
+    """Every split of `a` holds the same tasks (JSON, in order) in `b`."""
+    for split in a.splits:
+        assert [t.to_json() for t in a.tasks(split)] == [t.to_json() for t in b.tasks(split)], split
+
+
+def assert_same_episodes(a: Benchmark, b: Benchmark, *, seed: int, noise: float, per_split: int = 4) -> None:
+    """A noisy expert seeded alike plays the first `per_split` tasks of every split of `a` step for
+    step the same in a fresh env of `a` and of `b`."""
+    for split in a.splits:
+        for task in a.tasks(split)[:per_split]:
+            first = play(a.make_env(), task, random.Random(seed), expert(noise))
+            second = play(b.make_env(), task, random.Random(seed), expert(noise))
+            assert first == second, (split, task.task_id)

@@ -9,13 +9,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import (  # the helpers shared by the benchmark tests
+    assert_same_episodes,
+    assert_same_tasks,
+    expert,
+    play,
+    prepare_config,
+    profile_config,
+    success_rate,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atod.config import resolve
 from atod.envs import build_benchmark, load_benchmark
-from atod.envs.base import Benchmark, Env, Task
+from atod.envs.base import Benchmark, Env
 from atod.envs.searchqa import INVALID_FEEDBACK, build, load
 from atod.envs.searchqa.config import SearchQAConfig
 from atod.envs.searchqa.protocol import exact_match, extract_action, format_information, normalize_answer
@@ -31,32 +38,15 @@ FEEDBACK_FROM_BENCHMARKS_MD = (
 )
 
 
-def _profile_configs() -> dict[str, SearchQAConfig]:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return {name: resolve(raw, profile=name).prepare.searchqa for name in ("smoke", "default")}
-
-
 @pytest.fixture(scope="module")
 def bench():
     return build(SMALL, seed=0)
 
 
-def play(env: Env, task: Task, rng: random.Random, policy) -> list:
-    """One episode with `policy(env, task, rng) -> action`; returns the StepResults (reset first)."""
-    results = [env.reset(task)]
-    while not results[-1].done:
-        results.append(env.step(policy(env, task, rng)))
-    return results
-
-
-def expert(noise: float):
-    return lambda env, task, rng: env.expert_action(rng, noise)
-
-
 def random_policy(distractors):
     """Random searches and random answers drawn from entity names, years, occupations, yes/no."""
 
-    def act(env, task, rng):
+    def act(env, result, rng):
         value = rng.choice(distractors)
         return f"<search>{value}</search>" if rng.random() < 0.5 else f"<answer>{value}</answer>"
 
@@ -137,8 +127,7 @@ def test_protocols_and_sizes(bench):
 def test_deterministic_in_seed():
     a, b, c = build(SMALL, seed=3), build(SMALL, seed=3), build(SMALL, seed=4)
     assert a.kb == b.kb
-    for split in a.splits:
-        assert [t.to_json() for t in a.tasks(split)] == [t.to_json() for t in b.tasks(split)]
+    assert_same_tasks(a, b)
     assert a.kb.passages != c.kb.passages
     assert [t.goal for t in a.tasks("train")] != [t.goal for t in c.tasks("train")]
 
@@ -294,14 +283,14 @@ def test_step_before_reset_is_a_clear_error():
 
 @pytest.mark.parametrize("name", ["smoke", "default"])
 def test_expert_succeeds_on_every_split(name):
-    config = _profile_configs()[name]
+    config = profile_config("searchqa", name)
     for seed in (0, 1, 2):
         benchmark = build(config, seed)
         env = benchmark.make_env()
         rng = random.Random(seed)
         for split in benchmark.splits:
             episodes = [play(env, task, rng, expert(0.0)) for task in benchmark.tasks(split)]
-            success = sum(e[-1].info.won for e in episodes) / len(episodes)
+            success = success_rate(episodes)
             assert success >= 0.99, (name, seed, split, success)
             for task, episode in zip(benchmark.tasks(split), episodes):
                 n_searches = sum(1 for r in episode[1:-1])  # every step but the answer is a search
@@ -313,8 +302,8 @@ def test_random_policy_is_far_lower(bench):
     rng = random.Random(0)
     policy = random_policy(bench.distractors)
     tasks = [t for s in bench.splits for t in bench.tasks(s)]
-    random_success = sum(play(env, t, rng, policy)[-1].info.won for t in tasks * 3) / (3 * len(tasks))
-    expert_success = sum(play(env, t, rng, expert(0.0))[-1].info.won for t in tasks) / len(tasks)
+    random_success = success_rate([play(env, t, rng, policy) for t in tasks * 3])
+    expert_success = success_rate([play(env, t, rng, expert(0.0)) for t in tasks])
     assert expert_success >= 0.99 and random_success < 0.15
 
 
@@ -323,7 +312,7 @@ def test_noisy_expert_makes_mistakes_but_stays_in_protocol(bench):
     rng = random.Random(0)
     tasks = bench.tasks("train")
     episodes = [play(env, t, rng, expert(0.5)) for t in tasks]
-    success = sum(e[-1].info.won for e in episodes) / len(episodes)
+    success = success_rate(episodes)
     assert 0.0 < success < 0.95
     assert all(not r.info.format_error for e in episodes for r in e)
 
@@ -366,18 +355,12 @@ def test_save_load_round_trip(bench, tmp_path):
     assert set(first_line) == {"id", "contents"}
     loaded = load(tmp_path)
     assert loaded.kb == bench.kb and loaded.max_turns == bench.max_turns and loaded.topk == bench.topk
-    for split in bench.splits:
-        assert [t.to_json() for t in loaded.tasks(split)] == [t.to_json() for t in bench.tasks(split)]
-        for task in bench.tasks(split)[:4]:
-            a = play(bench.make_env(), task, random.Random(1), expert(0.3))
-            b = play(loaded.make_env(), task, random.Random(1), expert(0.3))
-            assert a == b
+    assert_same_tasks(bench, loaded)
+    assert_same_episodes(bench, loaded, seed=1, noise=0.3)
 
 
 def test_registry_build_and_load(tmp_path):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    prepare = resolve(raw, profile="smoke").prepare
-    benchmark = build_benchmark("searchqa", prepare)
+    benchmark = build_benchmark("searchqa", prepare_config("smoke"))
     benchmark.save(tmp_path)
     assert load_benchmark("searchqa", tmp_path).tasks("train") == benchmark.tasks("train")
 

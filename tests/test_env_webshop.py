@@ -5,14 +5,20 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-import yaml
+from conftest import (  # the helpers shared by the benchmark tests
+    assert_same_episodes,
+    assert_same_tasks,
+    expert,
+    play,
+    prepare_config,
+    profile_config,
+    success_rate,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atod.config import resolve
 from atod.envs import build_benchmark, load_benchmark
 from atod.envs.base import Benchmark, Env, Task
 from atod.envs.webshop import SEARCH_PLACEHOLDER, build, load
@@ -20,30 +26,12 @@ from atod.envs.webshop.catalogue import TYPES, Goal, Product, make_goal
 from atod.envs.webshop.config import WebshopConfig
 from atod.envs.webshop.reward import fuzzy_match, get_reward, get_type_reward
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = WebshopConfig(num_products=60, train_tasks=40, test_tasks=8)
-
-
-def _profile_configs() -> dict[str, WebshopConfig]:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return {name: resolve(raw, profile=name).prepare.webshop for name in ("smoke", "default")}
 
 
 @pytest.fixture(scope="module")
 def bench():
     return build(SMALL, seed=0)
-
-
-def play(env: Env, task: Task, rng: random.Random, policy) -> list:
-    """Run one episode with `policy(env, result, rng) -> action`; returns the StepResults."""
-    results = [env.reset(task)]
-    while not results[-1].done:
-        results.append(env.step(policy(env, results[-1], rng)))
-    return results
-
-
-def expert(noise: float):
-    return lambda env, result, rng: env.expert_action(rng, noise)
 
 
 def uniform_random(env, result, rng):
@@ -67,14 +55,12 @@ def test_protocols_and_sizes(bench):
 def test_build_is_deterministic_in_the_seed():
     a, b, c = build(SMALL, 3), build(SMALL, 3), build(SMALL, 4)
     assert [p.to_json() for p in a.products] == [p.to_json() for p in b.products]
-    for split in a.splits:
-        assert [t.to_json() for t in a.tasks(split)] == [t.to_json() for t in b.tasks(split)]
+    assert_same_tasks(a, b)
     assert [t.goal for t in a.tasks("train")] != [t.goal for t in c.tasks("train")]
 
 
 def test_build_benchmark_entry_point_uses_the_prepare_section():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    prepare = resolve(raw, profile="smoke").prepare
+    prepare = prepare_config("smoke")
     bench = build_benchmark("webshop", prepare, seed=0)
     assert len(bench.tasks("test")) == prepare.webshop.test_tasks
 
@@ -384,12 +370,12 @@ def test_reward_type_factor():
 @pytest.mark.parametrize("profile", ["smoke", "default"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_expert_solves_every_split(profile, seed):
-    bench = build(_profile_configs()[profile], seed)
+    bench = build(profile_config("webshop", profile), seed)
     env = bench.make_env()
     rng = random.Random(seed)
     for split in bench.splits:
         episodes = [play(env, t, rng, expert(0.0)) for t in bench.tasks(split)]
-        success = sum(e[-1].info.won for e in episodes) / len(episodes)
+        success = success_rate(episodes)
         assert success >= 0.99, (profile, seed, split, success)
         assert all(len(e) - 1 <= bench.max_turns and e[-1].reward == e[-1].info.score for e in episodes)
         assert all(not r.info.invalid for e in episodes for r in e[1:])
@@ -439,12 +425,8 @@ def test_save_load_round_trip_gives_identical_episodes(bench, tmp_path):
     loaded = load_benchmark("webshop", tmp_path)
     assert loaded.max_turns == bench.max_turns
     assert [p.to_json() for p in loaded.products] == [p.to_json() for p in bench.products]
-    for split in bench.splits:
-        assert [t.to_json() for t in loaded.tasks(split)] == [t.to_json() for t in bench.tasks(split)]
-        for task in bench.tasks(split)[:4]:
-            a = play(bench.make_env(), task, random.Random(7), expert(0.4))
-            b = play(loaded.make_env(), task, random.Random(7), expert(0.4))
-            assert a == b
+    assert_same_tasks(bench, loaded)
+    assert_same_episodes(bench, loaded, seed=7, noise=0.4)
     with pytest.raises(FileNotFoundError, match="prepare stage"):
         load(tmp_path / "missing")
 
