@@ -270,25 +270,21 @@ def cache_teacher(params, root: Path, run: StageRun) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- stage 3: train every method
-def validation_split(benchmark_name: str) -> str:
-    """The split used for validation during training (best-checkpoint selection): the benchmark's first
-    evaluation split, as in the paper, which reports the best validation success."""
-    from atod.envs import EVAL_SPLITS
-
-    return EVAL_SPLITS[benchmark_name][0]
-
-
 def make_validation_fn(params, benchmark, tokenizer, device) -> Callable[[Any, int], dict[str, float]]:
-    """eval_fn(model, step) for the trainer: success etc. on `train.eval_tasks` validation tasks."""
+    """eval_fn(model, step) for the trainer: success etc. on the validation slice of the train split
+    (its last `train.eval_tasks` tasks, which training never samples: `atod.train.trainer.split_validation`),
+    so best-checkpoint selection never looks at an evaluation split."""
     from atod.eval.config import EvaluateConfig
     from atod.eval.evaluate import evaluate_policy
+    from atod.train.trainer import split_validation
 
     # Built from `train` alone (not the `evaluate` section), so that evaluation settings do not rerun training.
     cfg = EvaluateConfig(tasks_per_split=params.train.eval_tasks, bootstrap_samples=10, num_transcripts=0)
-    split = validation_split(benchmark.name)
+    _, valid_tasks = split_validation(benchmark.tasks("train"), params.train.eval_tasks)
 
     def eval_fn(model, step: int) -> dict[str, float]:
-        result = evaluate_policy(model, tokenizer, benchmark, split, cfg=cfg, agent=params.agent, device=device)
+        result = evaluate_policy(model, tokenizer, benchmark, "train", cfg=cfg, agent=params.agent, device=device,
+                                 tasks=valid_tasks)
         return {"success": result["success"]["mean"], "score": result["score"]["mean"],
                 "turns": result["turns"]["mean"], "invalid_rate": result["invalid_rate"]["mean"]}
 

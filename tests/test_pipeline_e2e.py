@@ -24,8 +24,6 @@ from tasks import tracking
 from tasks.sandbox import copy_project, sandbox_env
 from tasks.stages import STAGES
 
-
-
 BENCHES = ("alfworld", "webshop", "searchqa")
 METHODS = ("grpo", "opd", "atod")  # profile smoke trains these (params.yaml train.methods)
 

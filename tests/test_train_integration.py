@@ -37,7 +37,7 @@ def dirs(tmp_path_factory):
 
 
 def params(**train) -> Params:
-    base = {"steps": 2, "tasks_per_step": 2, "samples_per_task": 2, "checkpoint_every": 1, "eval_every": 1,
+    base = {"steps": 2, "tasks_per_step": 2, "samples_per_task": 2, "checkpoint_every": 1, "eval_every": 1, "eval_tasks": 4,
             "anneal": {"anneal_steps": 1}}
     base.update(train)
     return Params(models={"student": {"arch": ARCH}, "teacher": {"arch": ARCH}, "device": "cpu"},

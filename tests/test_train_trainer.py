@@ -252,3 +252,14 @@ def test_generated_logprobs_match_token_logprobs():
     ref = torch.where(mask, token_logprobs(model, ids, attn), torch.zeros(4, 12))
     assert torch.allclose(fast, ref, atol=1e-5)
     assert (fast[~mask] == 0).all()
+
+
+def test_validation_slice_is_held_out_of_training():
+    from atod.train.trainer import split_validation
+
+    tasks = list(range(10))
+    train_part, valid = split_validation(tasks, 3)
+    assert valid == [7, 8, 9] and train_part == list(range(7))
+    for bad in (0, 5, 6):
+        with pytest.raises(ValueError, match="train.eval_tasks"):
+            split_validation(tasks, bad)

@@ -187,14 +187,14 @@ def run_rollout_benchmark(
         if include_generate_batched:
             say(f"{n} envs: batched model.generate")
             _reset_cuda_peak(device)
-            gen = _median_run(repeats, seed, lambda: _generate_episodes(
+            gen = _median_run(repeats, seed, lambda tasks=tasks: _generate_episodes(
                 model, tokenizer, bench, tasks, agent_cfg=agent_cfg, temperature=temperature,
                 max_turns=max_turns, batched=True))
             run["generate_batched"] = {**gen.as_dict(), "peak_rss_mb": round(_peak_rss_mb(), 1),
                                        "peak_cuda_mb": _peak_cuda_mb(device)}
         say(f"{n} envs: naive ({min(n, naive_max_episodes)} episodes, one at a time)")
         _reset_cuda_peak(device)
-        naive = _median_run(repeats, seed, lambda: _generate_episodes(
+        naive = _median_run(repeats, seed, lambda tasks=tasks: _generate_episodes(
             model, tokenizer, bench, tasks[:naive_max_episodes], agent_cfg=agent_cfg, temperature=temperature,
             max_turns=max_turns, batched=False))
         run["naive"] = {**naive.as_dict(), "episodes": min(n, naive_max_episodes),

@@ -24,7 +24,7 @@ import torch
 
 from atod.agent.config import AgentConfig
 from atod.agent.rollout import collect_rollouts
-from atod.envs.base import Benchmark
+from atod.envs.base import Benchmark, Task
 from atod.eval.config import EvaluateConfig
 from atod.eval.stats import bootstrap_ci, bootstrap_ratio_ci, derive_seed
 from atod.types import EpisodeRecord
@@ -117,8 +117,10 @@ def evaluate_policy(
     agent: AgentConfig,
     device: torch.device | str,
     progress: bool = False,
+    tasks: Sequence[Task] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` on the first `cfg.tasks_per_split` tasks of `benchmark`'s `split`.
+    """Evaluate `model` on the first `cfg.tasks_per_split` tasks of `benchmark`'s `split` (or on the
+    given `tasks` of that split, e.g. the validation slice of the train split).
 
     Returns a JSON-serialisable dict:
       benchmark, split, temperature, samples_per_task, seed,
@@ -129,7 +131,7 @@ def evaluate_policy(
     """
     if split not in benchmark.splits:
         raise ValueError(f"benchmark {benchmark.name!r} has no split {split!r}; splits: {', '.join(benchmark.splits)}")
-    tasks = benchmark.tasks(split)[: cfg.tasks_per_split]
+    tasks = list(tasks) if tasks is not None else benchmark.tasks(split)[: cfg.tasks_per_split]
     if not tasks:
         raise ValueError(f"split {benchmark.name}/{split} has no tasks to evaluate")
 

@@ -77,4 +77,5 @@ class TrainConfig(Section):
     anneal: AnnealConfig = AnnealConfig()
     checkpoint_every: int = Field(10, ge=1)
     eval_every: int = Field(10, ge=1, description="validation every N steps (best-checkpoint selection)")
-    eval_tasks: int = Field(32, ge=1, description="validation tasks per benchmark during training")
+    eval_tasks: int = Field(32, ge=1, description="validation tasks per benchmark during training: the last N "
+                            "tasks of the train split, never trained on (evaluation splits are never used)")

@@ -360,6 +360,17 @@ def policy_update(
 
 
 # ------------------------------------------------------------------------------------------ the loop
+def split_validation(train_tasks: list[Task], n: int) -> tuple[list[Task], list[Task]]:
+    """(tasks to train on, validation tasks): the last `n` tasks of the train split are held out for
+    validation during training (best-checkpoint selection), so that neither training nor checkpoint
+    selection ever sees an evaluation split. Refuses to hold out half the split or more."""
+    if not 0 < n < len(train_tasks) / 2:
+        raise ValueError(f"train.eval_tasks={n} validation tasks held out of a train split of {len(train_tasks)} "
+                         "tasks: it must be at least 1 and under half the split (lower train.eval_tasks or "
+                         "generate more train tasks)")
+    return list(train_tasks[:-n]), list(train_tasks[-n:])
+
+
 def run_training(
     *,
     method: str,
@@ -382,7 +393,8 @@ def run_training(
     rollout_fn(model, tasks, seed) -> RolloutBatch (samples_per_task rollouts of each task, groups =
     task index); teacher: a TeacherScorer (`.score(batch) -> (B, T)`), or None when kappa is 0 throughout.
     eval_fn(model, step) -> {"success": ..., ...} runs every `cfg.eval_every` updates and at the end; the
-    best validation success keeps a copy of the model in `out_dir/best/`.
+    best validation success keeps a copy of the model in `out_dir/best/`. `train` (below) trains on the
+    train split minus its validation slice (`split_validation`), which is what eval_fn should play.
 
     Writes `out_dir/metrics.jsonl`, `out_dir/checkpoint/` (atomic, every `checkpoint_every` updates and
     at the end) and `out_dir/final/`. Returns a summary: method, seed, steps, resumed_from_step, final (the
@@ -592,6 +604,7 @@ def train(
                                 temperature=params.agent.train_temperature, agent_cfg=params.agent, seed=rseed,
                                 split="train", device=device)
 
-    return run_training(method=method, model=model, tokenizer=tokenizer, train_tasks=benchmark.tasks("train"),
+    train_tasks, _ = split_validation(benchmark.tasks("train"), cfg.eval_tasks)
+    return run_training(method=method, model=model, tokenizer=tokenizer, train_tasks=train_tasks,
                         rollout_fn=rollout_fn, teacher=teacher, cfg=cfg, seed=seed, out_dir=out_dir, device=device,
                         log=log, resume=resume, eval_fn=eval_fn, progress=progress)
