@@ -1,0 +1,48 @@
+"""The default profile's shipped outputs: every output that dvc.lock records for the stages restored by
+`scripts/run.sh` (prepare, sft_warmup) must be in the committed DVC remote `dvc-store/`, or a fresh
+clone would silently retrain the teacher (about 40 minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+STORE = ROOT / "dvc-store"
+SHIPPED = ("prepare", "sft_warmup")
+
+
+def _object(md5: str) -> Path:
+    return STORE / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def test_run_script_pulls_the_stages_checked_here():
+    run = (ROOT / "scripts" / "run.sh").read_text()
+    assert "dvc pull --remote embedded --allow-missing " + " ".join(SHIPPED) in run
+    assert 'url = ../dvc-store' in (ROOT / ".dvc" / "config").read_text()
+
+
+@pytest.mark.skipif(not (ROOT / "dvc.lock").exists(), reason="no dvc.lock committed")
+def test_shipped_outputs_are_in_the_store():
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    missing = []
+    for stage in SHIPPED:
+        assert stage in lock, f"dvc.lock has no entry for {stage}"
+        cached = set(stages[stage]["outs"])  # metrics (cache: false) live in git, not in the store
+        for out in lock[stage]["outs"]:
+            if out["path"] not in cached:
+                continue
+            obj = _object(out["md5"])
+            if not obj.is_file():
+                missing.append(f"{stage}: {out['path']} ({out['md5']})")
+                continue
+            if out["md5"].endswith(".dir"):
+                for entry in json.loads(obj.read_text()):
+                    if not _object(entry["md5"]).is_file():
+                        missing.append(f"{stage}: {out['path']}/{entry['relpath']}")
+    assert not missing, ("outputs recorded in dvc.lock are missing from dvc-store/; run "
+                         "`dvc push --remote embedded prepare sft_warmup` and commit dvc-store/: " + ", ".join(missing))
