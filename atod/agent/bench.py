@@ -16,7 +16,6 @@ episodes, so that the whole benchmark (3 timed runs per variant) takes about a m
 from __future__ import annotations
 
 import resource
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -106,6 +105,15 @@ def _generate_episodes(model, tokenizer, benchmark: Benchmark, tasks: list[Task]
     return _Run(time.perf_counter() - start, steps, tokens)
 
 
+def _collect_episodes(model, tokenizer, benchmark: Benchmark, tasks: list[Task], *, agent_cfg: AgentConfig,
+                      temperature: float, max_turns: int, seed: int, device) -> _Run:
+    """Our way: every episode at once through `collect_rollouts`, timed."""
+    start = time.perf_counter()
+    batch = collect_rollouts(model, tokenizer, benchmark, tasks, samples_per_task=1, temperature=temperature,
+                             agent_cfg=agent_cfg, seed=seed, split="train", device=device, max_turns=max_turns)
+    return _Run(time.perf_counter() - start, sum(e.num_turns for e in batch.episodes), batch.num_generated_tokens)
+
+
 def _median_run(repeats: int, seed: int, play) -> _Run:
     """`play()` `repeats` times from the same torch seed (the same episodes each time); the run with
     the median time."""
@@ -175,14 +183,9 @@ def run_rollout_benchmark(
         run: dict = {}
         say(f"{n} envs: ours")
         _reset_cuda_peak(device)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            batch = collect_rollouts(model, tokenizer, bench, tasks, samples_per_task=1, temperature=temperature,
-                                     agent_cfg=agent_cfg, seed=seed, split="train", device=device,
-                                     max_turns=max_turns)
-            times.append(time.perf_counter() - start)
-        ours = _Run(statistics.median(times), sum(e.num_turns for e in batch.episodes), batch.num_generated_tokens)
+        ours = _median_run(repeats, seed, lambda tasks=tasks: _collect_episodes(
+            model, tokenizer, bench, tasks, agent_cfg=agent_cfg, temperature=temperature, max_turns=max_turns,
+            seed=seed, device=device))
         run["ours"] = {**ours.as_dict(), "peak_rss_mb": round(_peak_rss_mb(), 1), "peak_cuda_mb": _peak_cuda_mb(device)}
         if include_generate_batched:
             say(f"{n} envs: batched model.generate")

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from atod.agent.config import AgentConfig
 from atod.agent.prompts import render_prompt
-from atod.agent.rollout import encode_prompt
+from atod.agent.rollout import collect_rollouts, encode_prompt
 from atod.envs.base import Benchmark
 from atod.train.config import SFTRun
 
@@ -203,6 +203,7 @@ def train_sft(
     rng = random.Random(f"sft-order-{seed}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, run))
+    lengths = [len(ids) for ids, _ in data]
     batches: list[list[int]] = []
     epoch = -1
     model.train()
@@ -211,7 +212,7 @@ def train_sft(
     for step in bar:
         if not batches:
             epoch += 1
-            batches = length_grouped_batches([len(ids) for ids, _ in data], run.sequences_per_step, rng)
+            batches = length_grouped_batches(lengths, run.sequences_per_step, rng)
         batch = [data[i] for i in batches.pop()]
         ids_B_T, attn_B_T, labels_B_T = (x.to(device) for x in collate(batch, pad_id))
         loss, _ = sft_loss(model, ids_B_T, attn_B_T, labels_B_T)
@@ -272,8 +273,6 @@ def sft_on_benchmarks(
 
     def check(m) -> dict[str, float]:
         """Success at the evaluation temperature on train tasks that no demonstration used."""
-        from atod.agent.rollout import collect_rollouts
-
         out = {}
         for bench in benchmarks:
             if not unused[bench.name]:
