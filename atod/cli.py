@@ -56,7 +56,8 @@ class ProfileName(str, Enum):
 
 class StageName(str, Enum):
     prepare = "prepare"
-    sft_warmup = "sft_warmup"
+    sft_teacher = "sft_teacher"
+    sft_student = "sft_student"
     cache_teacher = "cache_teacher"
     train = "train"
     evaluate = "evaluate"

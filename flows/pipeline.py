@@ -23,8 +23,8 @@ from typing import Any
 from prefect import flow, task
 
 from tasks.prefect_tasks import dvc_repro_stage
+from tasks.stages import STAGES  # the pipeline order (stage code imports its heavy libraries lazily)
 
-STAGES = ("prepare", "sft_warmup", "cache_teacher", "train", "evaluate", "compare")
 _PROFILE_LINE = re.compile(r"^profile:[ \t]*([A-Za-z_][\w-]*)?[ \t]*(#.*)?$", re.MULTILINE)
 
 

@@ -18,7 +18,7 @@ else
   # them first; `dvc repro` then skips those stages while their code and params are unchanged (and
   # reruns them otherwise). `dvc repro --force` reproduces everything from scratch.
   if [ -d dvc-store ]; then
-    dvc pull --remote embedded --allow-missing prepare sft_warmup \
+    dvc pull --remote embedded --allow-missing prepare sft_teacher sft_student \
       || echo "note: could not restore the shipped outputs from dvc-store; dvc repro will recompute them" >&2
   fi
   exec dvc repro

@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from tasks.params_keys import lookup
+
 PARENT_RUN_ENV = "ATOD_MLFLOW_PARENT_RUN_ID"
 EXPERIMENT_ENV = "ATOD_MLFLOW_EXPERIMENT"
 LAUNCHER_ENV = "ATOD_LAUNCHER"  # "prefect", "dvc" or "cli": a tag on the parent run
@@ -119,14 +121,6 @@ def lock_inputs_digest(lock_stage: Mapping[str, Any]) -> str:
     return _digest(deps, params)
 
 
-def _lookup(tree: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return None
-        tree = tree[part]
-    return tree
-
-
 def current_inputs_digest(root: Path, stage: str) -> str | None:
     """The same digest computed now, from dvc.yaml's declaration of `stage` and the files on disk
     (None when dvc.yaml does not declare the stage)."""
@@ -141,7 +135,7 @@ def current_inputs_digest(root: Path, stage: str) -> str | None:
     for item in spec.get("params", []):
         file, keys = ("params.yaml", [item]) if isinstance(item, str) else next(iter(item.items()))
         raw = yaml.safe_load((root / file).read_text()) if (root / file).is_file() else {}
-        params.setdefault(file, {}).update({k: _lookup(raw, k) for k in keys})
+        params.setdefault(file, {}).update({k: lookup(raw, k) for k in keys})
     return _digest(deps, {f: dict(sorted(v.items())) for f, v in sorted(params.items())})
 
 

@@ -18,6 +18,7 @@ from flows.ablation import apply_overrides, override_key, setting_overrides
 from flows.pipeline import STAGES as FLOW_STAGES
 from flows.pipeline import set_profile
 from tasks import tracking
+from tasks.params_keys import has, lookup
 from tasks.stages import STAGE_FUNCTIONS, STAGES, dvc_params
 
 
@@ -26,11 +27,18 @@ def _dvc_yaml() -> dict:
 
 
 def test_dvc_yaml_declares_every_stage_with_its_command():
+    from atod.cli import StageName
+
     stages = _dvc_yaml()["stages"]
     assert list(stages) == list(STAGES) == list(FLOW_STAGES) == list(STAGE_FUNCTIONS)
+    assert [s.value for s in StageName] == list(STAGES)  # `atod stage NAME` accepts every stage
     for name, spec in stages.items():
         assert spec["cmd"] == f"atod stage {name}"
-        assert "tasks/stages.py" in spec["deps"]
+        # the shared module and the stage's own module, whose stage function is the one that runs
+        module = STAGE_FUNCTIONS[name].__module__.rsplit(".", 1)[-1]
+        assert spec["deps"][:2] == ["tasks/stages/common.py", f"tasks/stages/{module}.py"], name
+        assert (ROOT / "tasks" / "stages" / f"{module}.py").is_file()
+        assert not any(d.startswith("tasks/") for d in spec["deps"][2:]), name
 
 
 def test_dvc_params_are_exactly_what_each_stage_reads():
@@ -40,6 +48,24 @@ def test_dvc_params_are_exactly_what_each_stage_reads():
     stages = _dvc_yaml()["stages"]
     for name in STAGES:
         assert sorted(stages[name]["params"]) == sorted(dvc_params(name, raw)), name
+
+
+def test_dvc_params_handle_dotted_keys_and_their_profile_overrides():
+    raw = {"profile": "smoke", "sft_warmup": {"seed": 0, "teacher": {"steps": 9}, "student": {"steps": 1}},
+           "profiles": {"smoke": {"sft_warmup": {"teacher": {"steps": 2}}},
+                        "gpu": {"sft_warmup": {"seed": None}}}}
+    keys = dvc_params("sft_teacher", raw)
+    assert "profiles.smoke.sft_warmup.teacher" in keys and "profiles.gpu.sft_warmup.seed" in keys
+    assert not any(k.endswith("sft_warmup.student") for k in keys)
+    assert "profiles.smoke.sft_warmup.teacher" not in dvc_params("sft_student", raw)
+
+
+def test_dotted_key_lookup_tells_missing_from_null():
+    tree = {"a": {"b": None, "c": [1]}, "x": 3}
+    assert has(tree, "a.b") and lookup(tree, "a.b", "default") is None  # present, null
+    assert not has(tree, "a.d") and lookup(tree, "a.d") is None and lookup(tree, "a.d", 7) == 7
+    assert not has(tree, "x.y") and not has(None, "a")  # through a non-dict
+    assert lookup(tree, "a.c") == [1] and has(tree, "a")
 
 
 def test_metrics_are_uncached_json_and_outputs_live_under_data_or_reports():
@@ -131,7 +157,7 @@ def test_stages_of_one_invocation_nest_under_one_parent(mlflow_db, monkeypatch):
     params = load_params(ROOT / "params.yaml", profile="smoke")
     monkeypatch.setattr(tracking, "invocation_key", lambda: ("dvc", "123:1.0"))
     ids = []
-    for stage in ("prepare", "sft_warmup"):
+    for stage in ("prepare", "sft_teacher"):
         with tracking.stage_run(mlflow_db, stage, params) as run_id:
             tracking.log_metrics({"x": 1.0, "skip": "text"}, step=2)
             with tracking.child_run("job", {"method": "atod", "seed": 0}) as job_id:

@@ -1,0 +1,115 @@
+"""What the stage modules share: output paths (dvc.yaml declares the same ones), small file helpers,
+`StageRun` (the MLflow side of a running stage) and the helpers several stages use.
+
+Every stage function has the signature `(params, root, run) -> dict` where `run` is a `StageRun` and the
+returned dict is the stage's metrics summary. DVC lists this module as a dependency of every stage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Output locations (relative to the project root). dvc.yaml declares the same paths.
+BENCH_DIR = Path("data/benchmarks")
+TOKENIZER_DIR = Path("data/tokenizer")
+INIT_DIR = Path("data/models/init")
+TEACHER_DIR = Path("data/models/teacher")
+SFT_DIR = Path("data/models/student_sft")
+SEQKD_DIR = Path("data/models/student_seqkd")
+CACHE_DIR = Path("data/teacher_cache")
+RUNS_DIR = Path("data/runs")
+EVAL_DATA_DIR = Path("data/eval")
+METRICS_DIR = Path("metrics")
+EVAL_METRICS_DIR = METRICS_DIR / "eval"
+TRAIN_PLOTS_DIR = Path("plots/train")
+REPORTS_DIR = Path("reports")
+TIMING_DIR = Path(".atod/timing")  # untracked: compute vs. wall seconds per stage (overhead measurement)
+
+# Models evaluated besides the trained methods, and where they live.
+FIXED_MODELS = {"vanilla": INIT_DIR / "student", "sft": SFT_DIR, "seqkd": SEQKD_DIR, "teacher": TEACHER_DIR}
+UNTRAINED_METHODS = ("seqkd",)  # may be listed in train.methods, but cache_teacher makes it (always)
+
+
+# ---------------------------------------------------------------- small helpers
+def write_json(path: Path, obj: Any) -> Path:
+    """Write JSON atomically (tmp file + rename), creating parent directories."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at `path` (a stage owns its outputs: stale files from an earlier run go)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def run_dir(root: Path, method: str, benchmark: str, seed: int) -> Path:
+    return root / RUNS_DIR / method / benchmark / f"seed{seed}"
+
+
+def trained_methods(params) -> list[str]:
+    return [m for m in params.train.methods if m not in UNTRAINED_METHODS]
+
+
+@dataclass
+class StageRun:
+    """The MLflow side of a running stage, handed to the stage function (keeps `atod` free of MLflow)."""
+
+    run_id: str
+    root: Path
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        from tasks import tracking
+
+        tracking.log_metrics(metrics, step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        from tasks import tracking
+
+        tracking.log_artifact(path, artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        from tasks import tracking
+
+        tracking.log_text(text, artifact_file)
+
+    @contextmanager
+    def child(self, name: str, **tags: Any) -> Iterator[Callable[[dict[str, Any], int], None]]:
+        """A nested run (tags such as method, benchmark, seed); yields a `log(metrics, step)` callback."""
+        from tasks import tracking
+
+        with tracking.child_run(name, tags) as child_id:
+            yield lambda metrics, step: tracking.log_metrics(metrics, step=step, run_id=child_id)
+
+
+# ---------------------------------------------------------------- used by several stages
+def _load_benchmarks(root: Path, names) -> dict[str, Any]:
+    from atod.envs import load_benchmark
+
+    return {name: load_benchmark(name, root / BENCH_DIR / name) for name in names}
+
+
+class _LastMetrics:
+    """A `log(metrics, step)` callback that forwards to MLflow and remembers the last values."""
+
+    def __init__(self, log: Callable[[dict[str, Any], int], None]):
+        self.log, self.last = log, {}
+
+    def __call__(self, metrics: dict[str, Any], step: int) -> None:
+        self.last = dict(metrics)
+        self.log(metrics, step)
+
+
+def _save_model(model, tokenizer, out: Path) -> None:
+    model.save_pretrained(fresh_dir(out))
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,65 @@
+"""Stage `prepare`: every benchmark's task sets, the tokenizer and the initial student and teacher.
+
+    data/benchmarks/<bench>/, data/tokenizer/, data/models/init/{student,teacher}/, metrics/prepare.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from tasks.stages.common import (
+    BENCH_DIR,
+    INIT_DIR,
+    METRICS_DIR,
+    TOKENIZER_DIR,
+    StageRun,
+    fresh_dir,
+    write_json,
+)
+
+
+def _count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def prepare(params, root: Path, run: StageRun) -> dict[str, Any]:
+    """Generate every benchmark's task sets, build the tokenizer and the initial student/teacher."""
+    from atod.agent.models import build_tiny_model, load_model, load_tokenizer
+    from atod.agent.tokenizer import build_tokenizer
+    from atod.envs import build_benchmark
+
+    summary: dict[str, Any] = {"benchmarks": {}}
+    corpus: list[str] = []
+    for name in tqdm(params.prepare.benchmarks, desc="prepare: benchmarks"):
+        bench = build_benchmark(name, params.prepare)
+        bench.save(fresh_dir(root / BENCH_DIR / name))
+        summary["benchmarks"][name] = {split: len(bench.tasks(split)) for split in bench.splits}
+        corpus.extend(bench.corpus_texts())
+        run.log_metrics({f"tasks/{name}/{split}": n for split, n in summary["benchmarks"][name].items()})
+
+    spec = params.models.tokenizer
+    if spec.source == "embedded":
+        tokenizer = build_tokenizer(corpus, spec)
+    else:
+        tokenizer = load_tokenizer(params.models.student.name_or_path)
+    tokenizer.save_pretrained(fresh_dir(root / TOKENIZER_DIR))
+    summary["tokenizer"] = {"vocab_size": len(tokenizer)}
+
+    for offset, role in enumerate(("student", "teacher")):
+        model_spec = getattr(params.models, role)
+        if model_spec.source == "tiny":
+            model = build_tiny_model(model_spec, tokenizer, seed=params.prepare.seed + offset)
+        else:
+            model = load_model(model_spec.name_or_path, model_spec)
+        out = fresh_dir(root / INIT_DIR / role)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        summary[role] = {"parameters": _count_parameters(model)}
+    run.log_metrics({"tokenizer/vocab_size": summary["tokenizer"]["vocab_size"],
+                     "student/parameters": summary["student"]["parameters"],
+                     "teacher/parameters": summary["teacher"]["parameters"]})
+    write_json(root / METRICS_DIR / "prepare.json", summary)
+    return summary
