@@ -313,6 +313,23 @@ def child_run(name: str, tags: Mapping[str, Any] | None = None) -> Iterator[str]
             mlflow.end_run(status=status)
 
 
+def open_child_run(name: str, tags: Mapping[str, Any] | None = None) -> str:
+    """Create a run nested under the active (stage) run without making it active, and return its id: for
+    runs whose metrics are logged from other processes (`log_metrics(..., run_id=...)`), such as parallel
+    training runs. Close it with `end_run(run_id, status)`."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    parent = mlflow.active_run()
+    if parent is None:
+        raise RuntimeError("open_child_run needs an active stage run (use it inside tracking.stage_run)")
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    all_tags["mlflow.parentRunId"] = parent.info.run_id
+    with TrackingClock.measure():
+        run = MlflowClient().create_run(parent.info.experiment_id, tags=all_tags, run_name=name)
+    return run.info.run_id
+
+
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None, run_id: str | None = None) -> None:
     """Log the finite numeric entries of `metrics` in one batch (non-numbers are skipped)."""
     import math

@@ -75,6 +75,9 @@ class TrainConfig(Section):
     clip_eps: float = Field(0.2, gt=0, le=1.0)
     adv_eps: float = Field(1e-6, gt=0, description="eps in the GRPO advantage denominator")
     anneal: AnnealConfig = AnnealConfig()
+    parallel_runs: int = Field(1, ge=1, description="training runs (method x benchmark x seed) at once, each in "
+                               "its own process; on CPU each gets cores / parallel_runs torch threads unless "
+                               "models.torch_threads is set")
     checkpoint_every: int = Field(10, ge=1)
     eval_every: int = Field(10, ge=1, description="validation every N steps (best-checkpoint selection)")
     eval_tasks: int = Field(32, ge=1, description="validation tasks per benchmark during training: the last N "

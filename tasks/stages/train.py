@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,30 +52,79 @@ def make_validation_fn(params, benchmark, tokenizer, device) -> Callable[[Any, i
     return eval_fn
 
 
-def train(params, root: Path, run: StageRun) -> dict[str, Any]:
-    """Every method x benchmark x seed of `train`, each from the SFT student, each its own MLflow run."""
-    from atod.agent.models import load_tokenizer, resolve_device
-    from atod.eval.plots import RunCurves, plot_learning_curves
-    from atod.train.trainer import train as train_one
+def train_job(params, root: Path, method: str, bench_name: str, seed: int, child_run_id: str,
+              threads: int = 0) -> dict[str, Any]:
+    """One training run (method x benchmark x seed) from the SFT student into data/runs/..., logging its
+    per-step metrics to the MLflow run `child_run_id`. Runs in the stage's process or in a worker process
+    (`train.parallel_runs` > 1), so it loads everything it needs itself. threads > 0: torch CPU threads."""
+    import torch
 
+    from atod.agent.models import load_tokenizer, resolve_device
+    from atod.train.trainer import train as train_one
+    from tasks import tracking
+
+    if threads > 0:
+        torch.set_num_threads(threads)
     device = resolve_device(params.models)
     tokenizer = load_tokenizer(root / SFT_DIR)
-    benchmarks = _load_benchmarks(root, params.train.benchmarks)
+    bench = _load_benchmarks(root, [bench_name])[bench_name]
+    out = run_dir(root, method, bench_name, seed)
+    result = train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
+                       params=params, seed=seed, out_dir=out, resume=False,
+                       log=lambda metrics, step: tracking.log_metrics(metrics, step=step, run_id=child_run_id),
+                       eval_fn=make_validation_fn(params, bench, tokenizer, device), progress=False)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # resume state; final/ and best/ are kept
+    shutil.rmtree(out / "checkpoint.old", ignore_errors=True)
+    return _train_summary(result)
+
+
+def worker_threads(params) -> int:
+    """torch threads per training run: `models.torch_threads` if set; with parallel runs, the machine's
+    cores shared out (else every worker would take them all); sequential runs keep torch's default (0)."""
+    if params.models.torch_threads > 0:
+        return params.models.torch_threads
+    if params.train.parallel_runs > 1:
+        return max(1, (os.cpu_count() or 1) // params.train.parallel_runs)
+    return 0
+
+
+def train(params, root: Path, run: StageRun) -> dict[str, Any]:
+    """Every method x benchmark x seed of `train`, each from the SFT student, each its own MLflow run
+    (nested under the stage's). `train.parallel_runs` > 1 runs that many at once, each in its own process
+    (spawned; CPU threads shared out by `worker_threads`); the results do not depend on the order."""
+    from atod.eval.plots import RunCurves, plot_learning_curves
+    from tasks import tracking
+
     jobs = [(m, b, s) for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds]
+    threads = worker_threads(params)
+    fresh_dir(root / RUNS_DIR)
+    children = {job: tracking.open_child_run(f"{job[0]}-{job[1]}-seed{job[2]}",
+                                              {"method": job[0], "benchmark": job[1], "seed": job[2]})
+                for job in jobs}
+    results: dict[tuple[str, str, int], dict[str, Any]] = {}
+    try:
+        if params.train.parallel_runs == 1:
+            for job in tqdm(jobs, desc="train: runs"):
+                results[job] = train_job(params, root, *job, children[job], threads)
+                tracking.end_run(children[job], "FINISHED")
+        else:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch/MLflow state
+            with ProcessPoolExecutor(max_workers=params.train.parallel_runs, mp_context=ctx) as pool:
+                futures = {pool.submit(train_job, params, root, *job, children[job], threads): job for job in jobs}
+                for future in tqdm(as_completed(futures), total=len(futures), desc="train: runs"):
+                    job = futures[future]
+                    results[job] = future.result()  # re-raises a worker's error here
+                    tracking.end_run(children[job], "FINISHED")
+    finally:
+        for job in jobs:
+            if job not in results:
+                tracking.end_run(children[job], "FAILED")
     summary: dict[str, Any] = {}
     curves = []
-    fresh_dir(root / RUNS_DIR)
-    for method, bench_name, seed in tqdm(jobs, desc="train: runs"):
-        out = run_dir(root, method, bench_name, seed)
-        bench = benchmarks[bench_name]
-        with run.child(f"{method}-{bench_name}-seed{seed}", method=method, benchmark=bench_name, seed=seed) as log:
-            result = train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
-                               params=params, seed=seed, out_dir=out, log=log, resume=False,
-                               eval_fn=make_validation_fn(params, bench, tokenizer, device), progress=False)
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)  # resume state; final/ and best/ are kept
-        shutil.rmtree(out / "checkpoint.old", ignore_errors=True)
-        summary.setdefault(method, {}).setdefault(bench_name, {})[f"seed{seed}"] = _train_summary(result)
-        curves.append(RunCurves(method=method, benchmark=bench_name, seed=seed, metrics_path=out / "metrics.jsonl"))
+    for method, bench_name, seed in jobs:
+        summary.setdefault(method, {}).setdefault(bench_name, {})[f"seed{seed}"] = results[(method, bench_name, seed)]
+        curves.append(RunCurves(method=method, benchmark=bench_name, seed=seed,
+                                metrics_path=run_dir(root, method, bench_name, seed) / "metrics.jsonl"))
     plots = plot_learning_curves(curves, fresh_dir(root / TRAIN_PLOTS_DIR))
     for path in plots.values():
         run.log_artifact(path, "learning_curves")

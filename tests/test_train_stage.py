@@ -1,0 +1,99 @@
+"""The `train` stage on a tiny project: one MLflow child run per method x benchmark x seed, and runs in
+parallel worker processes (`train.parallel_runs`) give the same models and metrics as one after another."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from atod.agent.config import ModelSpec, TinyArch, TokenizerSpec
+from atod.agent.models import build_tiny_model
+from atod.agent.tokenizer import build_tokenizer
+from atod.config import Params, PrepareConfig
+from atod.envs import build_benchmark
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks import tracking  # noqa: E402
+from tasks.stages import BENCH_DIR, SFT_DIR, TEACHER_DIR, StageRun, run_dir
+from tasks.stages.train import train as train_stage
+from tasks.stages.train import worker_threads
+
+ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project root holding what `train` reads: one benchmark, the SFT student and the teacher."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("project")
+    prep = PrepareConfig(searchqa={"num_entities": 30, "train_tasks": 20, "test_in_domain_tasks": 4,
+                                   "test_out_of_domain_tasks": 4})
+    bench = build_benchmark("searchqa", prep)
+    bench.save(root / BENCH_DIR / "searchqa")
+    tok = build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
+    spec = ModelSpec(arch=TinyArch(**ARCH))
+    for out, seed in ((SFT_DIR, 0), (TEACHER_DIR, 1)):
+        build_tiny_model(spec, tok, seed).save_pretrained(root / out)
+        tok.save_pretrained(root / out)
+    return root
+
+
+def params(parallel_runs: int) -> Params:
+    return Params(models={"student": {"arch": ARCH}, "teacher": {"arch": ARCH}, "device": "cpu", "torch_threads": 1},
+                  agent={"max_new_tokens": 12},
+                  train={"methods": ["grpo", "atod"], "benchmarks": ["searchqa"], "seeds": [0, 1], "steps": 2,
+                         "tasks_per_step": 2, "samples_per_task": 2, "checkpoint_every": 1, "eval_every": 2,
+                         "eval_tasks": 4, "anneal": {"anneal_steps": 1}, "parallel_runs": parallel_runs})
+
+
+def run_train_stage(root, p, monkeypatch, experiment):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.setenv(tracking.EXPERIMENT_ENV, experiment)
+    monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
+    with tracking.stage_run(root, "train", p) as run_id:
+        summary = train_stage(p, root, StageRun(run_id=run_id, root=root))
+    weights = {job: load_file(run_dir(root, *job) / "final" / "model.safetensors")
+               for job in (("grpo", "searchqa", 0), ("grpo", "searchqa", 1), ("atod", "searchqa", 0),
+                           ("atod", "searchqa", 1))}
+    return run_id, summary, weights
+
+
+def test_parallel_runs_match_sequential_runs_and_each_has_its_mlflow_run(project, monkeypatch):
+    from mlflow import MlflowClient
+
+    _, seq_summary, seq_weights = run_train_stage(project, params(1), monkeypatch, "train-seq")
+    stage_id, par_summary, par_weights = run_train_stage(project, params(2), monkeypatch, "train-par")
+
+    drop_timing = lambda s: json.loads(json.dumps(s), object_hook=lambda d: {  # noqa: E731
+        k: v for k, v in d.items() if "time" not in k and "per_s" not in k and "mem" not in k})
+    assert drop_timing(par_summary) == drop_timing(seq_summary)
+    assert list(par_summary) == ["grpo", "atod"] and list(par_summary["atod"]["searchqa"]) == ["seed0", "seed1"]
+    for job, tensors in seq_weights.items():
+        for name, tensor in tensors.items():
+            assert torch.equal(par_weights[job][name], tensor), (job, name)
+    a0, a1 = seq_weights[("atod", "searchqa", 0)], seq_weights[("atod", "searchqa", 1)]
+    assert any(not torch.equal(a0[name], a1[name]) for name in a0)  # the seeds differ, so the check can fail
+
+    client = MlflowClient()
+    exp = client.get_run(stage_id).info.experiment_id
+    children = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{stage_id}'")
+    assert sorted(r.info.run_name for r in children) == ["atod-searchqa-seed0", "atod-searchqa-seed1",
+                                                         "grpo-searchqa-seed0", "grpo-searchqa-seed1"]
+    for r in children:
+        assert r.info.status == "FINISHED" and r.data.tags["benchmark"] == "searchqa"
+        history = client.get_metric_history(r.info.run_id, "reward")
+        assert sorted(m.step for m in history) == [1, 2]  # logged from the worker process
+
+
+def test_worker_threads_share_the_cores_unless_set():
+    assert worker_threads(params(1).model_copy(update={"models": params(1).models.model_copy(
+        update={"torch_threads": 0})})) == 0
+    p = params(2)
+    assert worker_threads(p) == 1  # models.torch_threads wins
+    p = p.model_copy(update={"models": p.models.model_copy(update={"torch_threads": 0})})
+    assert worker_threads(p) >= 1
