@@ -17,6 +17,8 @@ class EvaluateConfig(Section):
     bootstrap_samples: int = Field(1000, ge=10, description="bootstrap resamples for the CIs")
     confidence: float = Field(0.95, gt=0, lt=1)
     num_transcripts: int = Field(4, ge=0, description="rendered episode transcripts kept for artifacts")
+    parallel_jobs: int = Field(1, ge=1, description="model evaluations at once, each in its own process (CPU "
+                               "cores shared out unless models.torch_threads is set); results do not depend on it")
 
 
 class CompareConfig(Section):

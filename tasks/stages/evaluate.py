@@ -140,13 +140,22 @@ def write_evaluation(params, root: Path, run: StageRun,
     return {"models": len({(r.method, r.seed, r.checkpoint, r.benchmark) for r in records}), "records": len(records)}
 
 
-def evaluate(params, root: Path, run: StageRun) -> dict[str, Any]:
-    """Every model of `evaluation_jobs` on every evaluation split, with bootstrap CIs (benchmarks one
-    after the other; `flows/evaluate.py` runs them as concurrent Prefect tasks)."""
+def _evaluate_in_worker(params, job: EvalJob) -> list[dict[str, Any]]:
     from atod.agent.models import resolve_device
 
-    device = resolve_device(params.models)
-    results = []
-    for bench in params.train.benchmarks:
-        results += evaluate_benchmark(params, root, bench, device)
+    return evaluate_job(params, job, resolve_device(params.models))
+
+
+def evaluate(params, root: Path, run: StageRun) -> dict[str, Any]:
+    """Every model of `evaluation_jobs` on every evaluation split, with bootstrap CIs; `evaluate.parallel_jobs`
+    models at a time (tasks.parallel; `flows/evaluate.py` runs the benchmarks as concurrent Prefect tasks)."""
+    from tasks.parallel import run_jobs, worker_threads
+
+    jobs = evaluation_jobs(params, root)
+    workers = params.evaluate.parallel_jobs
+    results: list[Any] = [None] * len(jobs)
+    done = run_jobs(_evaluate_in_worker, [(params, job) for job in jobs], workers,
+                    worker_threads(params.models.torch_threads, workers))
+    for i, split_results in tqdm(done, total=len(jobs), desc="evaluate: models"):
+        results[i] = (jobs[i], split_results)
     return write_evaluation(params, root, run, results)

@@ -6,16 +6,14 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from tasks.parallel import run_jobs, worker_threads
 from tasks.stages.common import (
     METRICS_DIR,
     RUNS_DIR,
@@ -52,19 +50,14 @@ def make_validation_fn(params, benchmark, tokenizer, device) -> Callable[[Any, i
     return eval_fn
 
 
-def train_job(params, root: Path, method: str, bench_name: str, seed: int, child_run_id: str,
-              threads: int = 0) -> dict[str, Any]:
+def train_job(params, root: Path, method: str, bench_name: str, seed: int, child_run_id: str) -> dict[str, Any]:
     """One training run (method x benchmark x seed) from the SFT student into data/runs/..., logging its
     per-step metrics to the MLflow run `child_run_id`. Runs in the stage's process or in a worker process
-    (`train.parallel_runs` > 1), so it loads everything it needs itself. threads > 0: torch CPU threads."""
-    import torch
-
+    (`train.parallel_runs` > 1, see tasks.parallel), so it loads everything it needs itself."""
     from atod.agent.models import load_tokenizer, resolve_device
     from atod.train.trainer import train as train_one
     from tasks import tracking
 
-    if threads > 0:
-        torch.set_num_threads(threads)
     device = resolve_device(params.models)
     tokenizer = load_tokenizer(root / SFT_DIR)
     bench = _load_benchmarks(root, [bench_name])[bench_name]
@@ -78,47 +71,29 @@ def train_job(params, root: Path, method: str, bench_name: str, seed: int, child
     return _train_summary(result)
 
 
-def worker_threads(params) -> int:
-    """torch threads per training run: `models.torch_threads` if set; with parallel runs, the machine's
-    cores shared out (else every worker would take them all); sequential runs keep torch's default (0)."""
-    if params.models.torch_threads > 0:
-        return params.models.torch_threads
-    if params.train.parallel_runs > 1:
-        return max(1, (os.cpu_count() or 1) // params.train.parallel_runs)
-    return 0
-
-
 def train(params, root: Path, run: StageRun) -> dict[str, Any]:
     """Every method x benchmark x seed of `train`, each from the SFT student, each its own MLflow run
     (nested under the stage's). `train.parallel_runs` > 1 runs that many at once, each in its own process
-    (spawned; CPU threads shared out by `worker_threads`); the results do not depend on the order."""
+    (tasks.parallel: spawned, CPU cores shared out); the results do not depend on the order."""
     from atod.eval.plots import RunCurves, plot_learning_curves
     from tasks import tracking
 
     jobs = [(m, b, s) for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds]
-    threads = worker_threads(params)
+    workers = params.train.parallel_runs
     fresh_dir(root / RUNS_DIR)
-    children = {job: tracking.open_child_run(f"{job[0]}-{job[1]}-seed{job[2]}",
-                                              {"method": job[0], "benchmark": job[1], "seed": job[2]})
-                for job in jobs}
+    children = [tracking.open_child_run(f"{m}-{b}-seed{s}", {"method": m, "benchmark": b, "seed": s})
+                for m, b, s in jobs]
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
     try:
-        if params.train.parallel_runs == 1:
-            for job in tqdm(jobs, desc="train: runs"):
-                results[job] = train_job(params, root, *job, children[job], threads)
-                tracking.end_run(children[job], "FINISHED")
-        else:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch/MLflow state
-            with ProcessPoolExecutor(max_workers=params.train.parallel_runs, mp_context=ctx) as pool:
-                futures = {pool.submit(train_job, params, root, *job, children[job], threads): job for job in jobs}
-                for future in tqdm(as_completed(futures), total=len(futures), desc="train: runs"):
-                    job = futures[future]
-                    results[job] = future.result()  # re-raises a worker's error here
-                    tracking.end_run(children[job], "FINISHED")
+        done = run_jobs(train_job, [(params, root, *job, children[i]) for i, job in enumerate(jobs)], workers,
+                        worker_threads(params.models.torch_threads, workers))
+        for i, result in tqdm(done, total=len(jobs), desc="train: runs"):
+            results[jobs[i]] = result
+            tracking.end_run(children[i], "FINISHED")
     finally:
-        for job in jobs:
+        for i, job in enumerate(jobs):
             if job not in results:
-                tracking.end_run(children[job], "FAILED")
+                tracking.end_run(children[i], "FAILED")
     summary: dict[str, Any] = {}
     curves = []
     for method, bench_name, seed in jobs:

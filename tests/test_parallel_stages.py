@@ -1,5 +1,6 @@
-"""The `train` stage on a tiny project: one MLflow child run per method x benchmark x seed, and runs in
-parallel worker processes (`train.parallel_runs`) give the same models and metrics as one after another."""
+"""The `train` and `evaluate` stages on a tiny project: one MLflow child run per training run, and jobs in
+parallel worker processes (`train.parallel_runs`, `evaluate.parallel_jobs`) give the same models,
+metrics and evaluation records as one after another."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from atod.envs import build_benchmark
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks import tracking  # noqa: E402
-from tasks.stages import BENCH_DIR, SFT_DIR, TEACHER_DIR, StageRun, run_dir
-from tasks.stages.train import train as train_stage
-from tasks.stages.train import worker_threads
+from tasks.stages import BENCH_DIR, INIT_DIR, SEQKD_DIR, SFT_DIR, TEACHER_DIR, StageRun, run_dir  # noqa: E402
+from tasks.stages.evaluate import evaluate as evaluate_stage  # noqa: E402
+from tasks.stages.train import train as train_stage  # noqa: E402
+from tasks.parallel import worker_threads  # noqa: E402
 
 ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}
 
@@ -37,14 +39,16 @@ def project(tmp_path_factory):
     bench.save(root / BENCH_DIR / "searchqa")
     tok = build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
     spec = ModelSpec(arch=TinyArch(**ARCH))
-    for out, seed in ((SFT_DIR, 0), (TEACHER_DIR, 1)):
+    for out, seed in ((SFT_DIR, 0), (TEACHER_DIR, 1), (INIT_DIR / "student", 2), (SEQKD_DIR, 3)):
         build_tiny_model(spec, tok, seed).save_pretrained(root / out)
         tok.save_pretrained(root / out)
     return root
 
 
-def params(parallel_runs: int) -> Params:
-    return Params(models={"student": {"arch": ARCH}, "teacher": {"arch": ARCH}, "device": "cpu", "torch_threads": 1},
+def params(parallel_runs: int, parallel_eval: int = 1) -> Params:
+    return Params(evaluate={"tasks_per_split": 3, "bootstrap_samples": 20, "num_transcripts": 1,
+                            "parallel_jobs": parallel_eval},
+                  models={"student": {"arch": ARCH}, "teacher": {"arch": ARCH}, "device": "cpu", "torch_threads": 1},
                   agent={"max_new_tokens": 12},
                   train={"methods": ["grpo", "atod"], "benchmarks": ["searchqa"], "seeds": [0, 1], "steps": 2,
                          "tasks_per_step": 2, "samples_per_task": 2, "checkpoint_every": 1, "eval_every": 2,
@@ -90,10 +94,20 @@ def test_parallel_runs_match_sequential_runs_and_each_has_its_mlflow_run(project
         assert sorted(m.step for m in history) == [1, 2]  # logged from the worker process
 
 
-def test_worker_threads_share_the_cores_unless_set():
-    assert worker_threads(params(1).model_copy(update={"models": params(1).models.model_copy(
-        update={"torch_threads": 0})})) == 0
-    p = params(2)
-    assert worker_threads(p) == 1  # models.torch_threads wins
-    p = p.model_copy(update={"models": p.models.model_copy(update={"torch_threads": 0})})
-    assert worker_threads(p) >= 1
+def test_worker_threads_share_the_cores_unless_set(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert worker_threads(0, 1) == 0  # one worker: torch's default
+    assert worker_threads(0, 2) == 4 and worker_threads(0, 3) == 2 and worker_threads(0, 16) == 1
+    assert worker_threads(3, 2) == 3  # models.torch_threads wins
+
+
+def test_parallel_evaluation_matches_sequential(project, monkeypatch):
+    records = {}
+    for workers in (1, 2):
+        p = params(1, parallel_eval=workers)
+        run_train_stage(project, p, monkeypatch, f"eval-{workers}")  # the runs evaluate reads
+        with tracking.stage_run(project, "evaluate", p) as run_id:
+            summary = evaluate_stage(p, project, StageRun(run_id=run_id, root=project))
+        records[workers] = (project / "data/eval/records.jsonl").read_text().splitlines()
+    assert summary["models"] == 4 + 4 * 2  # vanilla, sft, seqkd, teacher + 4 runs x (final, best)
+    assert records[2] == records[1] and len(records[1]) == summary["records"]
