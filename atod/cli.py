@@ -51,6 +51,7 @@ class Policy(str, Enum):
 class ProfileName(str, Enum):
     smoke = "smoke"
     default = "default"
+    repro = "repro"
     gpu = "gpu"
 
 
