@@ -51,7 +51,6 @@ class Policy(str, Enum):
 class ProfileName(str, Enum):
     smoke = "smoke"
     default = "default"
-    repro = "repro"
     gpu = "gpu"
 
 

@@ -26,7 +26,7 @@ from atod.envs.webshop.config import WebshopConfig
 from atod.eval.config import CompareConfig, EvaluateConfig
 from atod.train.config import Benchmark, CacheTeacherConfig, SFTWarmupConfig, TrainConfig
 
-PROFILES = ("smoke", "default", "repro", "gpu")
+PROFILES = ("smoke", "default", "gpu")
 SECTIONS = ("prepare", "models", "agent", "sft_warmup", "cache_teacher", "train", "evaluate", "compare")
 
 
@@ -41,7 +41,7 @@ class PrepareConfig(Section):
 class Params(Section):
     """The resolved configuration of one profile: what every stage reads."""
 
-    profile: Literal["smoke", "default", "repro", "gpu"] = "default"
+    profile: Literal["smoke", "default", "gpu"] = "default"
     prepare: PrepareConfig = PrepareConfig()
     models: ModelsConfig = ModelsConfig()
     agent: AgentConfig = AgentConfig()

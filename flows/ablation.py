@@ -69,7 +69,7 @@ def ablation_flow(methods: list[str] | None = None, seeds: list[int] | None = No
     """One DVC experiment per method (seeds x benchmarks each), logged into one MLflow experiment.
 
     methods: default the paper's ablation set (atod, atod_no_anneal, atod_uniform, atod_token);
-    seeds: default [0]; benchmarks: default [alfworld]; profile: smoke | default | repro | gpu."""
+    seeds: default [0]; benchmarks: default [alfworld]; profile: smoke | default | gpu."""
     from atod.config import resolve
     from atod.project_env import configure_environment
     from tasks.tracking import EXPERIMENT_ENV, PARENT_RUN_ENV

@@ -79,7 +79,7 @@ def pipeline_flow(profile: str | None = None, stages: list[str] | None = None, f
                   parallel_evaluate: bool = False) -> list[dict]:
     """Run the pipeline's stages (default: all, in order) through DVC, tracked under one MLflow parent run.
 
-    profile: smoke | default | repro | gpu (None: params.yaml's own `profile`); stages: a subset, in pipeline
+    profile: smoke | default | gpu (None: params.yaml's own `profile`); stages: a subset, in pipeline
     order; force: rerun stages even if DVC finds them up to date; parallel_evaluate: evaluate the
     benchmarks as concurrent Prefect tasks (flows/evaluate.py, then `dvc commit`) instead of one
     `dvc repro` process."""

@@ -2,6 +2,8 @@
 # The main job: set up the environment if needed, then run the whole pipeline with DVC.
 #   bash scripts/run.sh            # the profile named in params.yaml (default: the embedded demo)
 #   bash scripts/run.sh smoke      # another profile, as a DVC experiment (dvc exp run -S profile=smoke)
+#   bash scripts/run.sh repro      # the reproduction: every method x 3 seeds on ALFWorld, as the DVC
+#                                  # experiment `repro-alfworld` on top of the default (about 3 h on 2 cores)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,16 +12,25 @@ VENV="${ATOD_VENV:-$ROOT/.venv}"
 export PATH="$VENV/bin:$PATH"
 eval "$(python -m atod.project_env --exports)"
 python -m atod.cli config validate
-if [ $# -ge 1 ]; then
-  exec dvc exp run -S "profile=$1"
-else
+restore_shipped() {
   # The default profile's slow, method-independent outputs (task sets, tokenizer, the SFT teacher and
-  # student: about 40 min on 2 cores) ship in dvc-store/, a DVC remote committed with the code. Restore
-  # them first; `dvc repro` then skips those stages while their code and params are unchanged (and
-  # reruns them otherwise). `dvc repro --force` reproduces everything from scratch.
+  # student: about 1.5 h on 2 cores) ship in dvc-store/, a DVC remote committed with the code. Restore
+  # them first; DVC then skips those stages while their code and params are unchanged (and reruns them
+  # otherwise). `dvc repro --force` reproduces everything from scratch.
   if [ -d dvc-store ]; then
     dvc pull --remote embedded --allow-missing prepare sft_teacher sft_student \
-      || echo "note: could not restore the shipped outputs from dvc-store; dvc repro will recompute them" >&2
+      || echo "note: could not restore the shipped outputs from dvc-store; DVC will recompute them" >&2
   fi
+}
+if [ "${1:-}" = "repro" ]; then
+  # Only train.* differs from the default, so prepare, sft_* and cache_teacher are not rerun.
+  restore_shipped
+  exec dvc exp run -n "${ATOD_REPRO_NAME:-repro-alfworld}" \
+    -S 'train.methods=[grpo,opd,atod,atod_no_anneal,atod_uniform,atod_token,seqkd]' \
+    -S 'train.benchmarks=[alfworld]' -S 'train.seeds=[0,1,2]'
+elif [ $# -ge 1 ]; then
+  exec dvc exp run -S "profile=$1"
+else
+  restore_shipped
   exec dvc repro
 fi

@@ -88,7 +88,7 @@ def test_bad_value_in_another_profile_is_caught_early(raw):
 
 
 def test_bad_profile_blocks(raw):
-    with pytest.raises(ConfigError, match="profile: 'huge' is not one of smoke, default, repro, gpu"):
+    with pytest.raises(ConfigError, match="profile: 'huge' is not one of smoke, default, gpu"):
         resolve(raw, profile="huge")
     bad = copy.deepcopy(raw)
     bad["profiles"]["tiny"] = {}
