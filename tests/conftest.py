@@ -22,6 +22,24 @@ def project_root() -> Path:
 # ---- helpers shared by the benchmark tests (tests/test_env_*.py import them from here) -------------
 
 
+# The tiny-model tests' world: 1-layer models on a small generated Search-QA benchmark.
+TINY_ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}
+
+
+def tiny_searchqa():
+    """(benchmark, tokenizer): a small generated Search-QA benchmark (20 train tasks) and a 512-token
+    byte-level BPE tokenizer built on its corpus."""
+    from atod.agent.config import TokenizerSpec
+    from atod.agent.tokenizer import build_tokenizer
+    from atod.config import PrepareConfig
+    from atod.envs import build_benchmark
+
+    prep = PrepareConfig(searchqa={"num_entities": 30, "train_tasks": 20, "test_in_domain_tasks": 4,
+                                   "test_out_of_domain_tasks": 4})
+    bench = build_benchmark("searchqa", prep)
+    return bench, build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
+
+
 def prepare_config(profile: str):
     """The `prepare` section of params.yaml under `profile`."""
     return resolve(yaml.safe_load((ROOT / "params.yaml").read_text()), profile=profile).prepare

@@ -12,20 +12,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from atod.agent.config import ModelSpec, TinyArch, TokenizerSpec
+from atod.agent.config import ModelSpec, TinyArch
 from atod.agent.models import build_tiny_model
-from atod.agent.tokenizer import build_tokenizer
-from atod.config import Params, PrepareConfig
-from atod.envs import build_benchmark
+from atod.config import Params
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks import tracking  # noqa: E402
-from tasks.stages import BENCH_DIR, INIT_DIR, SEQKD_DIR, SFT_DIR, TEACHER_DIR, StageRun, run_dir  # noqa: E402
-from tasks.stages.evaluate import evaluate as evaluate_stage  # noqa: E402
-from tasks.stages.train import train as train_stage  # noqa: E402
-from tasks.parallel import worker_threads  # noqa: E402
+from conftest import TINY_ARCH, tiny_searchqa
 
-ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}
+from tasks import tracking
+from tasks.parallel import worker_threads
+from tasks.stages import BENCH_DIR, INIT_DIR, SEQKD_DIR, SFT_DIR, TEACHER_DIR, StageRun, run_dir
+from tasks.stages.evaluate import evaluate as evaluate_stage
+from tasks.stages.train import train as train_stage
+
+ARCH = TINY_ARCH
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,8 @@ def project(tmp_path_factory):
     """A project root holding what `train` reads: one benchmark, the SFT student and the teacher."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("project")
-    prep = PrepareConfig(searchqa={"num_entities": 30, "train_tasks": 20, "test_in_domain_tasks": 4,
-                                   "test_out_of_domain_tasks": 4})
-    bench = build_benchmark("searchqa", prep)
+    bench, tok = tiny_searchqa()
     bench.save(root / BENCH_DIR / "searchqa")
-    tok = build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
     spec = ModelSpec(arch=TinyArch(**ARCH))
     for out, seed in ((SFT_DIR, 0), (TEACHER_DIR, 1), (INIT_DIR / "student", 2), (SEQKD_DIR, 3)):
         build_tiny_model(spec, tok, seed).save_pretrained(root / out)
@@ -67,15 +65,19 @@ def run_train_stage(root, p, monkeypatch, experiment):
     return run_id, summary, weights
 
 
+def without_timings(summary):
+    """The summary without wall-clock, throughput and memory figures (they differ run to run)."""
+    return json.loads(json.dumps(summary), object_hook=lambda d: {
+        k: v for k, v in d.items() if "time" not in k and "per_s" not in k and "mem" not in k})
+
+
 def test_parallel_runs_match_sequential_runs_and_each_has_its_mlflow_run(project, monkeypatch):
     from mlflow import MlflowClient
 
     _, seq_summary, seq_weights = run_train_stage(project, params(1), monkeypatch, "train-seq")
     stage_id, par_summary, par_weights = run_train_stage(project, params(2), monkeypatch, "train-par")
 
-    drop_timing = lambda s: json.loads(json.dumps(s), object_hook=lambda d: {  # noqa: E731
-        k: v for k, v in d.items() if "time" not in k and "per_s" not in k and "mem" not in k})
-    assert drop_timing(par_summary) == drop_timing(seq_summary)
+    assert without_timings(par_summary) == without_timings(seq_summary)
     assert list(par_summary) == ["grpo", "atod"] and list(par_summary["atod"]["searchqa"]) == ["seed0", "seed1"]
     for job, tensors in seq_weights.items():
         for name, tensor in tensors.items():

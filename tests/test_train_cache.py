@@ -7,26 +7,21 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY_ARCH, tiny_searchqa
 
-from atod.agent.config import AgentConfig, ModelSpec, TinyArch, TokenizerSpec
+from atod.agent.config import AgentConfig, ModelSpec, TinyArch
 from atod.agent.models import build_tiny_model
-from atod.agent.tokenizer import build_tokenizer
-from atod.config import PrepareConfig
-from atod.envs import build_benchmark
 from atod.train.config import CacheTeacherConfig
 from atod.train.teacher_cache import TeacherCache, cache_teacher_trajectories, load_teacher_cache
 
 AGENT = AgentConfig(max_new_tokens=12)
-TINY = ModelSpec(arch=TinyArch(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64))
+TINY = ModelSpec(arch=TinyArch(**TINY_ARCH))
 
 
 @pytest.fixture(scope="module")
 def setup():
     torch.set_num_threads(1)
-    prep = PrepareConfig(searchqa={"num_entities": 30, "train_tasks": 20, "test_in_domain_tasks": 4,
-                                   "test_out_of_domain_tasks": 4})
-    bench = build_benchmark("searchqa", prep)
-    tok = build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
+    bench, tok = tiny_searchqa()
     return bench, tok, build_tiny_model(TINY, tok, seed=3)
 
 

@@ -7,25 +7,22 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_ARCH, tiny_searchqa
 
 from atod.agent.config import ModelSpec, TinyArch, TokenizerSpec
 from atod.agent.models import TokenizerMismatchError, build_tiny_model
 from atod.agent.tokenizer import build_tokenizer
-from atod.config import Params, PrepareConfig
-from atod.envs import build_benchmark
+from atod.config import Params
 from atod.train.trainer import train
 
-ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64}
+ARCH = TINY_ARCH
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("models")
-    prep = PrepareConfig(searchqa={"num_entities": 30, "train_tasks": 20, "test_in_domain_tasks": 4,
-                                   "test_out_of_domain_tasks": 4})
-    bench = build_benchmark("searchqa", prep)
-    tok = build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
+    bench, tok = tiny_searchqa()
     spec = ModelSpec(arch=TinyArch(**ARCH))
     for name, seed in (("student", 0), ("teacher", 1)):
         build_tiny_model(spec, tok, seed).save_pretrained(root / name)

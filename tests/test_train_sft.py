@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_ARCH, tiny_searchqa
 
-from atod.agent.config import AgentConfig, ModelSpec, TinyArch, TokenizerSpec
+from atod.agent.config import AgentConfig, ModelSpec, TinyArch
 from atod.agent.models import build_tiny_model
 from atod.agent.rollout import collect_rollouts
-from atod.agent.tokenizer import build_tokenizer
 from atod.config import PrepareConfig
 from atod.envs import build_benchmark
 from atod.train.config import SFTRun
 from atod.train.sft import SFTExample, collate, expert_demonstrations, sft_loss, tokenize_examples, train_sft
 
 AGENT = AgentConfig(max_new_tokens=16)
-TINY = ModelSpec(arch=TinyArch(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64))
+TINY = ModelSpec(arch=TinyArch(**TINY_ARCH))
 
 
 @pytest.fixture(scope="module")
 def searchqa():
-    prep = PrepareConfig(searchqa={"num_entities": 30, "train_tasks": 20, "test_in_domain_tasks": 4,
-                                   "test_out_of_domain_tasks": 4})
-    bench = build_benchmark("searchqa", prep)
-    return bench, build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
+    return tiny_searchqa()
 
 
 @pytest.fixture(scope="module")
