@@ -1,10 +1,12 @@
-"""The `train` and `evaluate` stages on a tiny project: one MLflow child run per training run, and jobs in
+"""The `train` and `evaluate` stages on a tiny project: one MLflow child run per training run; jobs in
 parallel worker processes (`train.parallel_runs`, `evaluate.parallel_jobs`) give the same models,
-metrics and evaluation records as one after another."""
+metrics and evaluation records as one after another; an interrupted `train` stage resumes, reuses the
+runs it finished and removes the ones it no longer has."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,7 +24,18 @@ from conftest import TINY_ARCH, tiny_searchqa
 
 from tasks import tracking
 from tasks.parallel import worker_threads
-from tasks.stages import BENCH_DIR, INIT_DIR, SEQKD_DIR, SFT_DIR, TEACHER_DIR, StageRun, run_dir
+from tasks.stages import (
+    BENCH_DIR,
+    EVAL_DATA_DIR,
+    INIT_DIR,
+    RUNS_DIR,
+    SEQKD_DIR,
+    SFT_DIR,
+    TEACHER_DIR,
+    StageRun,
+    run_dir,
+)
+from tasks.stages import evaluate as evaluate_module
 from tasks.stages.evaluate import evaluate as evaluate_stage
 from tasks.stages.train import train as train_stage
 
@@ -43,25 +56,31 @@ def project(tmp_path_factory):
     return root
 
 
-def params(parallel_runs: int, parallel_eval: int = 1) -> Params:
+def params(parallel_runs: int, parallel_eval: int = 1, **train) -> Params:
     return Params(evaluate={"tasks_per_split": 3, "bootstrap_samples": 20, "num_transcripts": 1,
                             "parallel_jobs": parallel_eval},
                   models={"student": {"arch": ARCH}, "teacher": {"arch": ARCH}, "device": "cpu", "torch_threads": 1},
                   agent={"max_new_tokens": 12},
                   train={"methods": ["grpo", "atod"], "benchmarks": ["searchqa"], "seeds": [0, 1], "steps": 2,
                          "tasks_per_step": 2, "samples_per_task": 2, "checkpoint_every": 1, "eval_every": 2,
-                         "eval_tasks": 4, "anneal": {"anneal_steps": 1}, "parallel_runs": parallel_runs})
+                         "eval_tasks": 4, "anneal": {"anneal_steps": 1}, "parallel_runs": parallel_runs, **train})
 
 
-def run_train_stage(root, p, monkeypatch, experiment):
+JOBS = (("grpo", "searchqa", 0), ("grpo", "searchqa", 1), ("atod", "searchqa", 0), ("atod", "searchqa", 1))
+
+
+def run_train_stage(root, p, monkeypatch, experiment, fresh=True):
+    """The train stage in its own MLflow experiment; `fresh` removes earlier runs first (else the stage
+    reuses the ones finished with the same inputs). Returns (stage run id, summary, final weights)."""
+    if fresh:
+        shutil.rmtree(root / RUNS_DIR, ignore_errors=True)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     monkeypatch.setenv(tracking.EXPERIMENT_ENV, experiment)
     monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
     with tracking.stage_run(root, "train", p) as run_id:
         summary = train_stage(p, root, StageRun(run_id=run_id, root=root))
     weights = {job: load_file(run_dir(root, *job) / "final" / "model.safetensors")
-               for job in (("grpo", "searchqa", 0), ("grpo", "searchqa", 1), ("atod", "searchqa", 0),
-                           ("atod", "searchqa", 1))}
+               for job in JOBS if job[2] in p.train.seeds}
     return run_id, summary, weights
 
 
@@ -108,8 +127,100 @@ def test_parallel_evaluation_matches_sequential(project, monkeypatch):
     for workers in (1, 2):
         p = params(1, parallel_eval=workers)
         run_train_stage(project, p, monkeypatch, f"eval-{workers}")  # the runs evaluate reads
+        shutil.rmtree(project / EVAL_DATA_DIR, ignore_errors=True)  # else the second execution reuses results
         with tracking.stage_run(project, "evaluate", p) as run_id:
             summary = evaluate_stage(p, project, StageRun(run_id=run_id, root=project))
         records[workers] = (project / "data/eval/records.jsonl").read_text().splitlines()
     assert summary["models"] == 4 + 4 * 2  # vanilla, sft, seqkd, teacher + 4 runs x (final, best)
     assert records[2] == records[1] and len(records[1]) == summary["records"]
+
+
+def child_runs(stage_id):
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_run(stage_id).info.experiment_id
+    runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{stage_id}'")
+    return {r.info.run_name: (r, sorted(m.step for m in client.get_metric_history(r.info.run_id, "reward")))
+            for r in runs}
+
+
+def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch):
+    p = params(1, seeds=[0])
+    _, ref_summary, ref_weights = run_train_stage(project, p, monkeypatch, "resume-ref")
+
+    # interrupt the first run (grpo) at its 2nd update, after the checkpoint of update 1
+    shutil.rmtree(project / RUNS_DIR)
+    stale = run_dir(project, "opd", "searchqa", 7)
+    (stale / "final").mkdir(parents=True)  # a run the config no longer has
+    log_metrics = tracking.log_metrics
+
+    def interrupt(metrics, step=None, run_id=None):
+        if step == 2 and "reward" in metrics:
+            raise KeyboardInterrupt("simulated kill")
+        log_metrics(metrics, step=step, run_id=run_id)
+
+    monkeypatch.setattr(tracking, "log_metrics", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_train_stage(project, p, monkeypatch, "resume-killed", fresh=False)
+    monkeypatch.setattr(tracking, "log_metrics", log_metrics)
+    grpo_dir = run_dir(project, "grpo", "searchqa", 0)
+    assert (grpo_dir / "checkpoint").exists() and not (grpo_dir / "summary.json").exists()
+
+    stage_id, summary, weights = run_train_stage(project, p, monkeypatch, "resume-again", fresh=False)
+    assert not stale.exists() and not (project / RUNS_DIR / "opd").exists()
+    assert summary["grpo"]["searchqa"]["seed0"]["resumed_from_step"] == 1
+    assert without_timings(summary) != without_timings(ref_summary)  # resumed_from_step differs, nothing else:
+    as_if_uninterrupted = json.loads(json.dumps(summary))
+    as_if_uninterrupted["grpo"]["searchqa"]["seed0"]["resumed_from_step"] = 0
+    assert without_timings(as_if_uninterrupted) == without_timings(ref_summary)
+    for job, tensors in ref_weights.items():  # bitwise the weights of the uninterrupted stage
+        assert all(torch.equal(weights[job][name], t) for name, t in tensors.items()), job
+    runs = child_runs(stage_id)
+    assert runs["grpo-searchqa-seed0"][0].data.tags["run_state"] == "resume"
+    assert runs["atod-searchqa-seed0"][0].data.tags["run_state"] == "fresh"
+    assert all(steps == [1, 2] for _, steps in runs.values())  # step 1 replayed from metrics.jsonl
+
+    # a third execution with the same inputs reuses both runs; another learning rate retrains them
+    before = {job: (run_dir(project, *job) / "final" / "model.safetensors").stat().st_mtime_ns for job in ref_weights}
+    stage_id, again, _ = run_train_stage(project, p, monkeypatch, "resume-done", fresh=False)
+    assert again == summary
+    assert all((run_dir(project, *job) / "final" / "model.safetensors").stat().st_mtime_ns == t
+               for job, t in before.items())
+    runs = child_runs(stage_id)
+    assert {r.data.tags["run_state"] for r, _ in runs.values()} == {"done"}
+    assert all(r.info.status == "FINISHED" and steps == [1, 2] for r, steps in runs.values())
+    stage_id, _, other = run_train_stage(project, params(1, seeds=[0], lr=3e-4), monkeypatch, "resume-lr", fresh=False)
+    assert {r.data.tags["run_state"] for r, _ in child_runs(stage_id).values()} == {"fresh"}
+    atod0 = ("atod", "searchqa", 0)  # (GRPO may not move at all here: every reward can be 0)
+    assert any(not torch.equal(other[atod0][name], t) for name, t in ref_weights[atod0].items())
+
+
+def test_evaluate_stage_reuses_results_saved_with_the_same_inputs(project, monkeypatch):
+    p = params(1, seeds=[0])
+    run_train_stage(project, p, monkeypatch, "reuse-train")
+    shutil.rmtree(project / EVAL_DATA_DIR, ignore_errors=True)
+
+    def run_evaluate(p):
+        with tracking.stage_run(project, "evaluate", p) as run_id:
+            evaluate_stage(p, project, StageRun(run_id=run_id, root=project))
+        return (project / EVAL_DATA_DIR / "records.jsonl").read_text()
+
+    first = run_evaluate(p)
+    saved = project / EVAL_DATA_DIR / "jobs"
+    (saved / "grpo-searchqa-seed0-final.json").unlink()  # never written
+    (saved / "teacher-searchqa-seed0-final.json").write_text('{"digest": "')  # an interrupted write
+    (saved / "opd-searchqa-seed3-final.json").write_text("{}")  # a model no longer evaluated
+    evaluated = []
+    real = evaluate_module.evaluate_job
+    monkeypatch.setattr(evaluate_module, "evaluate_job",
+                        lambda params, job, device, progress=False: evaluated.append(evaluate_module.job_name(job))
+                        or real(params, job, device, progress))
+    assert run_evaluate(p) == first
+    assert sorted(evaluated) == ["grpo-searchqa-seed0-final", "teacher-searchqa-seed0-final"]
+    assert not (saved / "opd-searchqa-seed3-final.json").exists()
+
+    evaluated.clear()  # another evaluation setting: every model again
+    other = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"tasks_per_split": 2})})
+    run_evaluate(other)
+    assert len(evaluated) == 4 + 2 * 2

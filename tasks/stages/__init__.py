@@ -7,15 +7,21 @@ calling the `atod` library, writing its outputs and logging one MLflow run.
     sft_student    (sft.py)            data/models/student_sft/, metrics/sft_student.json
     cache_teacher  (cache_teacher.py)  data/teacher_cache/, data/models/student_seqkd/,
                                        metrics/cache_teacher.json
-    train          (train.py)          data/runs/<method>/<bench>/seed<k>/{final,best,metrics.jsonl},
+    train          (train.py)          data/runs/<method>/<bench>/seed<k>/{final,best,metrics.jsonl,...},
                                        metrics/train.json, plots/train/*.png (learning curves)
     evaluate       (evaluate.py)       data/eval/records.jsonl (per-episode rows), data/eval/transcripts/,
+                                       data/eval/jobs/ (per-model results),
                                        metrics/eval/<model>.json (success/score/turns/invalid, bootstrap CIs)
     compare        (compare.py)        reports/ (report.md, report.html, plots/), metrics/comparison.json
 
 `common.py` holds what they share (paths, file helpers, `StageRun`). In dvc.yaml each stage depends on
 `tasks/stages/common.py` and its own module only, so editing one stage's code leaves the others (the
 expensive teacher above all) up to date.
+
+`train` and `evaluate` are resumable: their outputs are `persist` in dvc.yaml, and each training run
+and each model's evaluation is saved with the digest of its inputs when it ends, so an interrupted
+`dvc repro` (or `dvc exp run`) started again reuses the finished ones and resumes training runs from
+their last checkpoint (`tasks.stages.common.inputs_digest`).
 
 `run_stage(name, params_path, profile)` is what `atod stage NAME` (and so dvc.yaml) calls; the Prefect
 tasks in `tasks.prefect_tasks` wrap the same functions. Paths are relative to the project root; each

@@ -36,6 +36,9 @@ FIXED_MODELS = {"vanilla": INIT_DIR / "student", "sft": SFT_DIR, "seqkd": SEQKD_
 UNTRAINED_METHODS = ("seqkd",)  # may be listed in train.methods, but cache_teacher makes it (always)
 
 
+CODE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding atod/ and tasks/
+
+
 # ---------------------------------------------------------------- small helpers
 def write_json(path: Path, obj: Any) -> Path:
     """Write JSON atomically (tmp file + rename), creating parent directories."""
@@ -44,6 +47,27 @@ def write_json(path: Path, obj: Any) -> Path:
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in `path`, or None when it is missing or unreadable (e.g. a file an interrupted write left)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def inputs_digest(code: tuple[str, ...], data: dict[str, Path], config: dict[str, Any]) -> str:
+    """md5 of the code files/directories `code` (relative to CODE_ROOT), the data paths `data` and a JSON
+    config: what a stage job depends on, so that a finished job can be reused by a later execution (the
+    resumable stages, `train` and `evaluate`)."""
+    import hashlib
+
+    from tasks.tracking import dvc_md5
+
+    inputs = {"code": {path: dvc_md5(CODE_ROOT / path) for path in code},
+              "data": {name: dvc_md5(path) for name, path in data.items()}, "config": config}
+    return hashlib.md5(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def fresh_dir(path: Path) -> Path:

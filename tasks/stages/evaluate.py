@@ -2,7 +2,13 @@
 checkpoints) on every evaluation split, with bootstrap CIs.
 
     data/eval/records.jsonl (per-episode rows), data/eval/transcripts/,
+    data/eval/jobs/<model>.json (each model's results with the digest of its inputs),
     metrics/eval/<model>.json (success/score/turns/invalid with bootstrap CIs)
+
+The stage picks up where an interrupted execution stopped (dvc.yaml declares data/eval `persist`): each
+model's results are saved as soon as it is evaluated, with the digest of what they depend on (the model,
+the task set, the code, the `evaluate`/`agent`/`models` config: `eval_inputs_digest`), and a later
+execution reuses them while the digest matches (evaluation is deterministic given these inputs).
 
 `evaluate_benchmark` (pure compute) and `write_evaluation` (files, MLflow) are separate so that
 `flows/evaluate.py` can run the benchmarks as concurrent Prefect tasks.
@@ -10,6 +16,7 @@ checkpoints) on every evaluation split, with bootstrap CIs.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,8 @@ from tasks.stages.common import (
     FIXED_MODELS,
     StageRun,
     fresh_dir,
+    inputs_digest,
+    read_json,
     run_dir,
     trained_methods,
     write_json,
@@ -38,6 +47,23 @@ class EvalJob:
     seed: int
     checkpoint: str  # "final" or "best"
     model_dir: Path
+
+
+JOBS_DIR = EVAL_DATA_DIR / "jobs"
+EVAL_CODE = ("atod", "tasks/stages/common.py", "tasks/stages/evaluate.py")
+
+
+def job_name(job: EvalJob) -> str:
+    return f"{job.method}-{job.benchmark}-seed{job.seed}-{job.checkpoint}"
+
+
+def eval_inputs_digest(params, root: Path, job: EvalJob) -> str:
+    """md5 of what one model's evaluation depends on: the code (EVAL_CODE), the model, the task set and
+    the config (`evaluate` minus parallel_jobs, `agent`, `models`)."""
+    return inputs_digest(EVAL_CODE, {"model": job.model_dir, "benchmark": root / BENCH_DIR / job.benchmark},
+                         {"evaluate": params.evaluate.model_dump(mode="json", exclude={"parallel_jobs"}),
+                          "agent": params.agent.model_dump(mode="json"), "models": params.models.model_dump(mode="json"),
+                          "role": "teacher" if job.method == "teacher" else "student"})
 
 
 def evaluation_jobs(params, root: Path) -> list[EvalJob]:
@@ -115,12 +141,15 @@ def write_evaluation(params, root: Path, run: StageRun,
     from atod.eval.compare import EvalRecord, save_records
     from atod.eval.evaluate import flat_metrics
 
-    fresh_dir(root / EVAL_DATA_DIR)
+    (root / EVAL_DATA_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in (root / EVAL_DATA_DIR).iterdir():  # all but the per-model results (see `evaluate`)
+        if stale.name != JOBS_DIR.name:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     fresh_dir(root / EVAL_METRICS_DIR)
     transcripts_dir = fresh_dir(root / EVAL_DATA_DIR / "transcripts")
     records, per_method = [], {}
     for job, split_results in results:
-        name = f"{job.method}-{job.benchmark}-seed{job.seed}-{job.checkpoint}"
+        name = job_name(job)
         with run.child(f"eval-{name}", method=job.method, benchmark=job.benchmark, seed=job.seed,
                        checkpoint=job.checkpoint) as log:
             for res in split_results:
@@ -148,14 +177,32 @@ def _evaluate_in_worker(params, job: EvalJob) -> list[dict[str, Any]]:
 
 def evaluate(params, root: Path, run: StageRun) -> dict[str, Any]:
     """Every model of `evaluation_jobs` on every evaluation split, with bootstrap CIs; `evaluate.parallel_jobs`
-    models at a time (tasks.parallel; `flows/evaluate.py` runs the benchmarks as concurrent Prefect tasks)."""
+    models at a time (tasks.parallel; `flows/evaluate.py` runs the benchmarks as concurrent Prefect tasks).
+    Results saved by an earlier execution with the same inputs are reused (see the module docstring)."""
     from tasks.parallel import run_jobs, worker_threads
 
     jobs = evaluation_jobs(params, root)
     workers = params.evaluate.parallel_jobs
+    saved_dir = root / JOBS_DIR
+    saved_dir.mkdir(parents=True, exist_ok=True)
+    names = [job_name(job) for job in jobs]
+    for stale in saved_dir.iterdir():  # models this configuration no longer evaluates
+        if stale.name not in {f"{name}.json" for name in names}:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    digests = [eval_inputs_digest(params, root, job) for job in jobs]
     results: list[Any] = [None] * len(jobs)
-    done = run_jobs(_evaluate_in_worker, [(params, job) for job in jobs], workers,
+    for i, name in enumerate(names):
+        saved = read_json(saved_dir / f"{name}.json")
+        if isinstance(saved, dict) and saved.get("digest") == digests[i]:
+            results[i] = (jobs[i], saved["results"])
+    todo = [i for i in range(len(jobs)) if results[i] is None]
+    if len(todo) < len(jobs):
+        tqdm.write(f"evaluate: {len(jobs) - len(todo)} of {len(jobs)} models already evaluated with the same "
+                   "inputs (reused)")
+    done = run_jobs(_evaluate_in_worker, [(params, jobs[i]) for i in todo], min(workers, max(len(todo), 1)),
                     worker_threads(params.models.torch_threads, workers))
-    for i, split_results in tqdm(done, total=len(jobs), desc="evaluate: models"):
+    for k, split_results in tqdm(done, total=len(todo), desc="evaluate: models"):
+        i = todo[k]
+        write_json(saved_dir / f"{names[i]}.json", {"digest": digests[i], "results": split_results})
         results[i] = (jobs[i], split_results)
     return write_evaluation(params, root, run, results)

@@ -1,11 +1,19 @@
 """Stage `train`: every method x benchmark x seed of `train`, each from the SFT student.
 
-    data/runs/<method>/<bench>/seed<k>/{final,best,metrics.jsonl}, metrics/train.json,
-    plots/train/*.png (learning curves)
+    data/runs/<method>/<bench>/seed<k>/{final,best,metrics.jsonl,inputs.json,summary.json},
+    metrics/train.json, plots/train/*.png (learning curves)
+
+The stage picks up where an interrupted execution stopped (dvc.yaml declares data/runs `persist`, so
+DVC leaves it in place): each run records the digest of everything it depends on (`run_inputs_digest`:
+the code, the data it reads, the resolved config) in inputs.json before it starts and its summary in
+summary.json when it ends. A run whose digest still matches is kept when finished and resumed from its
+last checkpoint otherwise (bitwise the same result on CPU, see atod.train.trainer); any other directory
+under data/runs is removed, so the output is what a run from scratch would leave.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +23,7 @@ from tqdm.auto import tqdm
 
 from tasks.parallel import run_jobs, worker_threads
 from tasks.stages.common import (
+    BENCH_DIR,
     METRICS_DIR,
     RUNS_DIR,
     SFT_DIR,
@@ -23,6 +32,8 @@ from tasks.stages.common import (
     StageRun,
     _load_benchmarks,
     fresh_dir,
+    inputs_digest,
+    read_json,
     run_dir,
     trained_methods,
     write_json,
@@ -50,25 +61,85 @@ def make_validation_fn(params, benchmark, tokenizer, device) -> Callable[[Any, i
     return eval_fn
 
 
-def train_job(params, root: Path, method: str, bench_name: str, seed: int, child_run_id: str) -> dict[str, Any]:
+# The code a training run executes: the library and this stage (dvc.yaml's deps of `train`, and more).
+RUN_CODE = ("atod", "tasks/stages/common.py", "tasks/stages/train.py")
+# Knobs of `train` that choose which runs exist or how they are scheduled, not what one run computes.
+SCHEDULING_KEYS = {"methods", "benchmarks", "seeds", "parallel_runs"}
+
+
+def run_inputs_digest(params, root: Path, bench_name: str) -> str:
+    """md5 of everything a training run on `bench_name` depends on: the code (RUN_CODE), the task set,
+    SFT student and teacher it reads, and the resolved config (`train` minus SCHEDULING_KEYS, `models`,
+    `agent`). Method and seed are the run directory's name. A finished run with the same digest is reused."""
+    return inputs_digest(RUN_CODE, {str(p): root / p for p in (BENCH_DIR / bench_name, SFT_DIR, TEACHER_DIR)},
+                         {"train": params.train.model_dump(mode="json", exclude=SCHEDULING_KEYS),
+                          "models": params.models.model_dump(mode="json"), "agent": params.agent.model_dump(mode="json")})
+
+
+def run_state(out: Path, digest: str) -> str:
+    """"done" (finished with these inputs: reuse), "resume" (started with these inputs: continue from its
+    checkpoint, if any) or "fresh" (absent, or made from other inputs: start over)."""
+    recorded = read_json(out / "inputs.json")
+    if not isinstance(recorded, dict) or recorded.get("digest") != digest:
+        return "fresh"
+    return "done" if isinstance(read_json(out / "summary.json"), dict) else "resume"
+
+
+def _saved_metrics(path: Path, upto_step: int | None = None) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if upto_step is None or r["step"] <= upto_step]
+
+
+def train_job(params, root: Path, method: str, bench_name: str, seed: int, child_run_id: str,
+              digest: str) -> dict[str, Any]:
     """One training run (method x benchmark x seed) from the SFT student into data/runs/..., logging its
     per-step metrics to the MLflow run `child_run_id`. Runs in the stage's process or in a worker process
-    (`train.parallel_runs` > 1, see tasks.parallel), so it loads everything it needs itself."""
+    (`train.parallel_runs` > 1, see tasks.parallel), so it loads everything it needs itself. Continues
+    from the run's checkpoint when one was written with the same inputs (`digest`)."""
     from atod.agent.models import load_tokenizer, resolve_device
+    from atod.train.checkpoint import find_checkpoint, load_trainer_state
     from atod.train.trainer import train as train_one
     from tasks import tracking
 
+    out = run_dir(root, method, bench_name, seed)
+    if run_state(out, digest) == "fresh":
+        shutil.rmtree(out, ignore_errors=True)
+        write_json(out / "inputs.json", {"digest": digest, "method": method, "benchmark": bench_name, "seed": seed})
+    else:  # resume: show the steps already done in this execution's MLflow run
+        found = find_checkpoint(out / "checkpoint")
+        if found is not None:
+            tracking.log_metric_history(_saved_metrics(out / "metrics.jsonl", load_trainer_state(found)["step"]),
+                                        child_run_id)
     device = resolve_device(params.models)
     tokenizer = load_tokenizer(root / SFT_DIR)
     bench = _load_benchmarks(root, [bench_name])[bench_name]
-    out = run_dir(root, method, bench_name, seed)
     result = train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
-                       params=params, seed=seed, out_dir=out, resume=False,
+                       params=params, seed=seed, out_dir=out, resume=True,
                        log=lambda metrics, step: tracking.log_metrics(metrics, step=step, run_id=child_run_id),
                        eval_fn=make_validation_fn(params, bench, tokenizer, device), progress=False)
+    summary = _train_summary(result)
+    write_json(out / "summary.json", summary)  # the run is finished: a later execution reuses it
     shutil.rmtree(out / "checkpoint", ignore_errors=True)  # resume state; final/ and best/ are kept
     shutil.rmtree(out / "checkpoint.old", ignore_errors=True)
-    return _train_summary(result)
+    return summary
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _remove_other_runs(root: Path, jobs: list[tuple[str, str, int]]) -> None:
+    """Delete everything under data/runs that is not the directory of one of `jobs` (or above one)."""
+    runs = root / RUNS_DIR
+    runs.mkdir(parents=True, exist_ok=True)
+    keep = {run_dir(root, *job) for job in jobs}
+    keep |= {path.parent for path in keep} | {path.parent.parent for path in keep}
+    for pattern in ("*/*/*", "*/*", "*"):  # deepest first
+        for path in runs.glob(pattern):
+            if path not in keep:
+                _remove(path)
 
 
 def train(params, root: Path, run: StageRun) -> dict[str, Any]:
@@ -80,20 +151,34 @@ def train(params, root: Path, run: StageRun) -> dict[str, Any]:
 
     jobs = [(m, b, s) for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds]
     workers = params.train.parallel_runs
-    fresh_dir(root / RUNS_DIR)
-    children = [tracking.open_child_run(f"{m}-{b}-seed{s}", {"method": m, "benchmark": b, "seed": s})
-                for m, b, s in jobs]
+    _remove_other_runs(root, jobs)
+    digests = {b: run_inputs_digest(params, root, b) for b in params.train.benchmarks}
+    states = {job: run_state(run_dir(root, *job), digests[job[1]]) for job in jobs}
+    children = {job: tracking.open_child_run(f"{job[0]}-{job[1]}-seed{job[2]}",
+                                             {"method": job[0], "benchmark": job[1], "seed": job[2],
+                                              "run_state": states[job]})
+                for job in jobs}
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for job in jobs:  # finished earlier with the same inputs: reuse (its MLflow run shows the saved metrics)
+        if states[job] == "done":
+            out = run_dir(root, *job)
+            tracking.log_metric_history(_saved_metrics(out / "metrics.jsonl"), children[job])
+            results[job] = read_json(out / "summary.json")
+            tracking.end_run(children[job], "FINISHED")
+    todo = [job for job in jobs if job not in results]
+    if len(todo) < len(jobs):
+        tqdm.write(f"train: {len(jobs) - len(todo)} of {len(jobs)} runs already finished with the same inputs "
+                   f"(reused); {sum(states[j] == 'resume' for j in todo)} resume from their checkpoints")
     try:
-        done = run_jobs(train_job, [(params, root, *job, children[i]) for i, job in enumerate(jobs)], workers,
-                        worker_threads(params.models.torch_threads, workers))
-        for i, result in tqdm(done, total=len(jobs), desc="train: runs"):
-            results[jobs[i]] = result
-            tracking.end_run(children[i], "FINISHED")
+        done = run_jobs(train_job, [(params, root, *job, children[job], digests[job[1]]) for job in todo],
+                        min(workers, max(len(todo), 1)), worker_threads(params.models.torch_threads, workers))
+        for i, result in tqdm(done, total=len(todo), desc="train: runs"):
+            results[todo[i]] = result
+            tracking.end_run(children[todo[i]], "FINISHED")
     finally:
-        for i, job in enumerate(jobs):
+        for job in jobs:
             if job not in results:
-                tracking.end_run(children[i], "FAILED")
+                tracking.end_run(children[job], "FAILED")
     summary: dict[str, Any] = {}
     curves = []
     for method, bench_name, seed in jobs:
