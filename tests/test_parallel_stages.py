@@ -224,3 +224,19 @@ def test_evaluate_stage_reuses_results_saved_with_the_same_inputs(project, monke
     other = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"tasks_per_split": 2})})
     run_evaluate(other)
     assert len(evaluated) == 4 + 2 * 2
+
+
+def test_the_flows_per_benchmark_evaluation_saves_and_reuses_the_same_results(project, monkeypatch):
+    """flows/evaluate.py evaluates one benchmark per Prefect task with `evaluate_benchmark`: the same results
+    as the stage, saved and reused the same way."""
+    p = params(1, seeds=[0])
+    run_train_stage(project, p, monkeypatch, "flow-train")
+    shutil.rmtree(project / EVAL_DATA_DIR, ignore_errors=True)
+    computed = evaluate_module.evaluate_benchmark(p, project, "searchqa", progress=False)
+    assert len(computed) == 4 + 2 * 2
+    with tracking.stage_run(project, "evaluate", p) as run_id:  # the stage reuses all of them
+        monkeypatch.setattr(evaluate_module, "evaluate_job", lambda *a, **k: pytest.fail("re-evaluated"))
+        evaluate_stage(p, project, StageRun(run_id=run_id, root=project))
+    reused = evaluate_module.evaluate_benchmark(p, project, "searchqa", progress=False)
+    assert [job for job, _ in reused] == [job for job, _ in computed]
+    assert [json.dumps(r, sort_keys=True) for _, r in reused] == [json.dumps(r, sort_keys=True) for _, r in computed]

@@ -10,8 +10,9 @@ model's results are saved as soon as it is evaluated, with the digest of what th
 the task set, the code, the `evaluate`/`agent`/`models` config: `eval_inputs_digest`), and a later
 execution reuses them while the digest matches (evaluation is deterministic given these inputs).
 
-`evaluate_benchmark` (pure compute) and `write_evaluation` (files, MLflow) are separate so that
-`flows/evaluate.py` can run the benchmarks as concurrent Prefect tasks.
+`evaluate_benchmark` (one benchmark's models) and `write_evaluation` (the outputs, MLflow) are separate
+so that `flows/evaluate.py` can run the benchmarks as concurrent Prefect tasks; both paths save and
+reuse the per-model results the same way.
 """
 
 from __future__ import annotations
@@ -122,16 +123,35 @@ def _project_root_of(path: Path) -> Path:
     raise FileNotFoundError(f"no {BENCH_DIR} above {path}: run the prepare stage first")
 
 
+def saved_results(params, root: Path, job: EvalJob) -> tuple[str, list[dict[str, Any]] | None]:
+    """(digest of the job's inputs, its results saved under data/eval/jobs/ by an earlier execution with
+    that digest, or None)."""
+    digest = eval_inputs_digest(params, root, job)
+    saved = read_json(root / JOBS_DIR / f"{job_name(job)}.json")
+    return digest, (saved["results"] if isinstance(saved, dict) and saved.get("digest") == digest else None)
+
+
+def save_results(root: Path, job: EvalJob, digest: str, results: list[dict[str, Any]]) -> None:
+    write_json(root / JOBS_DIR / f"{job_name(job)}.json", {"digest": digest, "results": results})
+
+
 def evaluate_benchmark(params, root: Path, benchmark: str, device=None,
                        progress: bool = True) -> list[tuple[EvalJob, list[dict[str, Any]]]]:
-    """Every model's evaluation on one benchmark: [(job, one result per evaluation split)]. Pure compute
-    (no files, no MLflow), so benchmarks can run concurrently (see flows/evaluate.py)."""
+    """Every model's evaluation on one benchmark: [(job, one result per evaluation split)], one model after
+    another, each saved under data/eval/jobs/ (and reused from there when its inputs are unchanged). No
+    other files and no MLflow, so benchmarks can run concurrently (see flows/evaluate.py)."""
     from atod.agent.models import resolve_device
 
     device = device if device is not None else resolve_device(params.models)
-    jobs = [j for j in evaluation_jobs(params, root) if j.benchmark == benchmark]
-    return [(job, evaluate_job(params, job, device)) for job in tqdm(jobs, desc=f"evaluate {benchmark}",
-                                                                      disable=not progress)]
+    out = []
+    for job in tqdm([j for j in evaluation_jobs(params, root) if j.benchmark == benchmark],
+                    desc=f"evaluate {benchmark}", disable=not progress):
+        digest, results = saved_results(params, root, job)
+        if results is None:
+            results = evaluate_job(params, job, device)
+            save_results(root, job, digest, results)
+        out.append((job, results))
+    return out
 
 
 def write_evaluation(params, root: Path, run: StageRun,
@@ -141,9 +161,13 @@ def write_evaluation(params, root: Path, run: StageRun,
     from atod.eval.compare import EvalRecord, save_records
     from atod.eval.evaluate import flat_metrics
 
-    (root / EVAL_DATA_DIR).mkdir(parents=True, exist_ok=True)
+    (root / JOBS_DIR).mkdir(parents=True, exist_ok=True)
     for stale in (root / EVAL_DATA_DIR).iterdir():  # all but the per-model results (see `evaluate`)
         if stale.name != JOBS_DIR.name:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    evaluated = {f"{job_name(job)}.json" for job, _ in results}
+    for stale in (root / JOBS_DIR).iterdir():  # models this configuration no longer evaluates
+        if stale.name not in evaluated:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     fresh_dir(root / EVAL_METRICS_DIR)
     transcripts_dir = fresh_dir(root / EVAL_DATA_DIR / "transcripts")
@@ -183,18 +207,8 @@ def evaluate(params, root: Path, run: StageRun) -> dict[str, Any]:
 
     jobs = evaluation_jobs(params, root)
     workers = params.evaluate.parallel_jobs
-    saved_dir = root / JOBS_DIR
-    saved_dir.mkdir(parents=True, exist_ok=True)
-    names = [job_name(job) for job in jobs]
-    for stale in saved_dir.iterdir():  # models this configuration no longer evaluates
-        if stale.name not in {f"{name}.json" for name in names}:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    digests = [eval_inputs_digest(params, root, job) for job in jobs]
-    results: list[Any] = [None] * len(jobs)
-    for i, name in enumerate(names):
-        saved = read_json(saved_dir / f"{name}.json")
-        if isinstance(saved, dict) and saved.get("digest") == digests[i]:
-            results[i] = (jobs[i], saved["results"])
+    saved = [saved_results(params, root, job) for job in jobs]
+    results: list[Any] = [(job, res) if res is not None else None for job, (_, res) in zip(jobs, saved)]
     todo = [i for i in range(len(jobs)) if results[i] is None]
     if len(todo) < len(jobs):
         tqdm.write(f"evaluate: {len(jobs) - len(todo)} of {len(jobs)} models already evaluated with the same "
@@ -203,6 +217,6 @@ def evaluate(params, root: Path, run: StageRun) -> dict[str, Any]:
                     worker_threads(params.models.torch_threads, workers))
     for k, split_results in tqdm(done, total=len(todo), desc="evaluate: models"):
         i = todo[k]
-        write_json(saved_dir / f"{names[i]}.json", {"digest": digests[i], "results": split_results})
+        save_results(root, jobs[i], saved[i][0], split_results)
         results[i] = (jobs[i], split_results)
     return write_evaluation(params, root, run, results)
