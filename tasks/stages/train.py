@@ -137,7 +137,7 @@ def _remove_other_runs(root: Path, jobs: list[tuple[str, str, int]]) -> None:
     keep = {run_dir(root, *job) for job in jobs}
     keep |= {path.parent for path in keep} | {path.parent.parent for path in keep}
     for pattern in ("*/*/*", "*/*", "*"):  # deepest first
-        for path in runs.glob(pattern):
+        for path in list(runs.glob(pattern)):
             if path not in keep:
                 _remove(path)
 
