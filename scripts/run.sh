@@ -3,7 +3,8 @@
 #   bash scripts/run.sh            # the profile named in params.yaml (default: the embedded demo)
 #   bash scripts/run.sh smoke      # another profile, as a DVC experiment (dvc exp run -S profile=smoke)
 #   bash scripts/run.sh repro      # the reproduction: every method x 3 seeds on ALFWorld, as the DVC
-#                                  # experiment `repro-alfworld` on top of the default (about 3 h on 2 cores)
+#                                  # experiment `repro-alfworld` on top of the default (about 4 h on 2 cores;
+#                                  # run it again after an interruption: finished runs are reused)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
