@@ -35,9 +35,12 @@ def _call(fn: Callable[..., Any], threads: int, args: tuple) -> Any:
 
 def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threads: int) -> Iterator[tuple[int, Any]]:
     """Yield (index into `jobs`, fn(*jobs[index])) as jobs finish: in this process, in order, when
-    `workers` == 1; otherwise in a pool of `workers` spawned processes (fn must be importable by name).
-    A job's exception is raised here, and the jobs not yet started are cancelled."""
-    if workers == 1:
+    `workers` == 1 or there is at most one job; otherwise in a pool of min(`workers`, jobs) spawned
+    processes (fn must be importable by name). A job's exception is raised here, and the jobs not yet
+    started are cancelled. `threads` is given by the caller (not derived from the pool's size), so a job
+    computes with the same thread count however many jobs are left."""
+    workers = min(workers, len(jobs))
+    if workers <= 1:
         for i, args in enumerate(jobs):
             yield i, _call(fn, threads, args)
         return

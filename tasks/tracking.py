@@ -28,7 +28,7 @@ import os
 import posixpath
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -332,37 +332,29 @@ def open_child_run(name: str, tags: Mapping[str, Any] | None = None) -> str:
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None, run_id: str | None = None) -> None:
     """Log the finite numeric entries of `metrics` in one batch (non-numbers are skipped)."""
-    import math
-
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
     run_id = run_id or mlflow.active_run().info.run_id
-    now = int(time.time() * 1000)
-    items = []
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
-        items.append(Metric(_metric_key(key), float(value), now, int(step or 0)))
-    with TrackingClock.measure():
-        for i in range(0, len(items), 1000):
-            MlflowClient().log_batch(run_id, metrics=items[i: i + 1000], synchronous=True)
+    _log_batch(run_id, ((key, value, int(step or 0)) for key, value in metrics.items()))
 
 
 def log_metric_history(records: Sequence[Mapping[str, Any]], run_id: str) -> None:
     """Log saved per-step metrics (dicts with a "step" key, e.g. the lines of a run's metrics.jsonl) to
     `run_id` in batches: how a training run that was resumed or reused shows its earlier steps."""
+    _log_batch(run_id, ((key, value, int(rec["step"])) for rec in records for key, value in rec.items()
+                        if key != "step"))
+
+
+def _log_batch(run_id: str, entries: Iterable[tuple[str, Any, int]]) -> None:
+    """Log (key, value, step) entries whose value is a finite number, 1000 per request."""
     import math
 
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    items = [Metric(_metric_key(key), float(value), now, int(rec["step"]))
-             for rec in records for key, value in rec.items()
-             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
-             and math.isfinite(value)]
+    items = [Metric(_metric_key(key), float(value), now, step) for key, value, step in entries
+             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)]
     with TrackingClock.measure():
         for i in range(0, len(items), 1000):
             MlflowClient().log_batch(run_id, metrics=items[i: i + 1000], synchronous=True)

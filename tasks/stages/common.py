@@ -70,6 +70,11 @@ def inputs_digest(code: tuple[str, ...], data: dict[str, Path], config: dict[str
     return hashlib.md5(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def remove_path(path: Path) -> None:
+    """Delete a file or a directory tree."""
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
 def fresh_dir(path: Path) -> Path:
     """An empty directory at `path` (a stage owns its outputs: stale files from an earlier run go)."""
     shutil.rmtree(path, ignore_errors=True)

@@ -17,7 +17,6 @@ reuse the per-model results the same way.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from tasks.stages.common import (
     fresh_dir,
     inputs_digest,
     read_json,
+    remove_path,
     run_dir,
     trained_methods,
     write_json,
@@ -164,11 +164,11 @@ def write_evaluation(params, root: Path, run: StageRun,
     (root / JOBS_DIR).mkdir(parents=True, exist_ok=True)
     for stale in (root / EVAL_DATA_DIR).iterdir():  # all but the per-model results (see `evaluate`)
         if stale.name != JOBS_DIR.name:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            remove_path(stale)
     evaluated = {f"{job_name(job)}.json" for job, _ in results}
     for stale in (root / JOBS_DIR).iterdir():  # models this configuration no longer evaluates
         if stale.name not in evaluated:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            remove_path(stale)
     fresh_dir(root / EVAL_METRICS_DIR)
     transcripts_dir = fresh_dir(root / EVAL_DATA_DIR / "transcripts")
     records, per_method = [], {}
@@ -213,7 +213,7 @@ def evaluate(params, root: Path, run: StageRun) -> dict[str, Any]:
     if len(todo) < len(jobs):
         tqdm.write(f"evaluate: {len(jobs) - len(todo)} of {len(jobs)} models already evaluated with the same "
                    "inputs (reused)")
-    done = run_jobs(_evaluate_in_worker, [(params, jobs[i]) for i in todo], min(workers, max(len(todo), 1)),
+    done = run_jobs(_evaluate_in_worker, [(params, jobs[i]) for i in todo], workers,
                     worker_threads(params.models.torch_threads, workers))
     for k, split_results in tqdm(done, total=len(todo), desc="evaluate: models"):
         i = todo[k]

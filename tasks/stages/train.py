@@ -34,6 +34,7 @@ from tasks.stages.common import (
     fresh_dir,
     inputs_digest,
     read_json,
+    remove_path,
     run_dir,
     trained_methods,
     write_json,
@@ -126,10 +127,6 @@ def train_job(params, root: Path, method: str, bench_name: str, seed: int, child
     return summary
 
 
-def _remove(path: Path) -> None:
-    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-
-
 def _remove_other_runs(root: Path, jobs: list[tuple[str, str, int]]) -> None:
     """Delete everything under data/runs that is not the directory of one of `jobs` (or above one)."""
     runs = root / RUNS_DIR
@@ -139,7 +136,7 @@ def _remove_other_runs(root: Path, jobs: list[tuple[str, str, int]]) -> None:
     for pattern in ("*/*/*", "*/*", "*"):  # deepest first
         for path in list(runs.glob(pattern)):
             if path not in keep:
-                _remove(path)
+                remove_path(path)
 
 
 def train(params, root: Path, run: StageRun) -> dict[str, Any]:
@@ -171,7 +168,7 @@ def train(params, root: Path, run: StageRun) -> dict[str, Any]:
                    f"(reused); {sum(states[j] == 'resume' for j in todo)} resume from their checkpoints")
     try:
         done = run_jobs(train_job, [(params, root, *job, children[job], digests[job[1]]) for job in todo],
-                        min(workers, max(len(todo), 1)), worker_threads(params.models.torch_threads, workers))
+                        workers, worker_threads(params.models.torch_threads, workers))
         for i, result in tqdm(done, total=len(todo), desc="train: runs"):
             results[todo[i]] = result
             tracking.end_run(children[todo[i]], "FINISHED")
