@@ -236,7 +236,7 @@ def test_microbatch_size_does_not_change_the_update(tmp_path):
 
 
 def test_generated_logprobs_match_token_logprobs():
-    from atod.train.trainer import generated_logprobs
+    from atod.agent.models import generated_logprobs
 
     model = tiny_model(seed=5)
     g = torch.Generator().manual_seed(0)
@@ -263,3 +263,45 @@ def test_validation_slice_is_held_out_of_training():
     for bad in (0, 5, 6):
         with pytest.raises(ValueError, match="train.eval_tasks"):
             split_validation(tasks, bad)
+
+
+def test_minibatch_rows_deal_episodes_round_robin():
+    from atod.train.trainer import minibatch_rows
+
+    episode_B = torch.tensor([0, 0, 1, 2, 3, 3, 4])  # episode 0 and 3 span two rows each
+    rows = minibatch_rows(episode_B, 5, 2)
+    assert [r.tolist() for r in rows] == [[0, 1, 3, 6], [2, 4, 5]]  # episodes {0, 2, 4} and {1, 3}
+    with pytest.raises(ValueError, match="6 minibatches"):
+        minibatch_rows(episode_B, 5, 6)
+
+
+def test_updates_per_step_are_steps_on_each_minibatch():
+    """k updates per rollout batch = k plain updates, each on a batch of only that minibatch's episodes,
+    with the rollout's log-probs as pi_old throughout."""
+    from atod.train.trainer import compute_advantages, method_settings, minibatch_updates, policy_update
+
+    torch.set_num_threads(1)
+    cfg = toy_config(updates_per_step=2, lr=1e-2)
+    batch = toy_rollout(tiny_model(seed=1), toy_tasks(2), seed=3, samples_per_task=4)  # 8 episodes, one row each
+    batch.teacher_logprobs_B_T = sharp_teacher().score(batch)
+    adv_B_T, _ = compute_advantages(batch, method_settings("atod"), 1.0, 1.0, cfg.adv_eps, 1)
+
+    dealt = tiny_model(seed=7)
+    opt = torch.optim.AdamW(dealt.parameters(), lr=cfg.lr)
+    stats = minibatch_updates(dealt, opt, batch, adv_B_T, cfg, 1)
+
+    by_hand = tiny_model(seed=7)
+    opt_h = torch.optim.AdamW(by_hand.parameters(), lr=cfg.lr)
+    for i in range(2):
+        rows = torch.arange(8)[torch.arange(8) % 2 == i]
+        sub = RolloutBatch(input_ids_B_T=batch.input_ids_B_T[rows], attention_mask_B_T=batch.attention_mask_B_T[rows],
+                           loss_mask_B_T=batch.loss_mask_B_T[rows], old_logprobs_B_T=batch.old_logprobs_B_T[rows],
+                           turn_index_B_T=batch.turn_index_B_T[rows], episode_index_B=torch.arange(len(rows)),
+                           episodes=[batch.episodes[r] for r in rows.tolist()])
+        policy_update(by_hand, opt_h, sub, adv_B_T[rows], cfg, 1)
+    for a, b in zip(dealt.parameters(), by_hand.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    # the second minibatch is scored by a policy that has moved: its ratio is no longer 1
+    assert stats["approx_kl_old"] != 0.0
+    with pytest.raises(ValueError, match="updates_per_step"):
+        toy_config(updates_per_step=9)  # 2 tasks x 4 samples = 8 episodes

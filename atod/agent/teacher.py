@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from transformers import PreTrainedModel
 
-from atod.agent.models import token_logprobs
+from atod.agent.models import generated_logprobs
 from atod.types import RolloutBatch
 
 
@@ -55,7 +55,9 @@ class LocalTeacher:
                 ids_b_L, mask_b_L, L = _trim(batch, rows)
                 if L == 0:
                     continue
-                lp_b_L = token_logprobs(self.model, ids_b_L.to(self.model.device), mask_b_L.to(self.model.device))
+                dev = self.model.device
+                lp_b_L = generated_logprobs(self.model, ids_b_L.to(dev), mask_b_L.to(dev),
+                                            batch.loss_mask_B_T[rows, :L].to(dev))
                 out_B_T[rows, :L] = lp_b_L.float().cpu()
         finally:
             self.model.train(was_training)

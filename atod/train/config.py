@@ -65,6 +65,9 @@ class TrainConfig(Section):
     steps: int = Field(150, ge=1, description="optimizer steps (= rollout batches) per run")
     tasks_per_step: int = Field(8, ge=1, description="distinct training tasks per step")
     samples_per_task: int = Field(8, ge=1, description="G: rollouts per task (the GRPO group)")
+    updates_per_step: int = Field(1, ge=1, description="optimizer updates per rollout batch (PPO minibatches): the "
+                                  "batch's episodes are dealt into this many minibatches (episode e goes to minibatch "
+                                  "e mod n), one clipped-surrogate AdamW step each; 1 = one update on the whole batch")
     microbatch_tokens: int = Field(8192, ge=64, description="padded tokens (rows x length) per forward/backward "
                                    "chunk; the loss is exact whatever the chunking")
     lr: float = Field(1e-4, gt=0)
@@ -82,3 +85,11 @@ class TrainConfig(Section):
     eval_every: int = Field(10, ge=1, description="validation every N steps (best-checkpoint selection)")
     eval_tasks: int = Field(32, ge=1, description="validation tasks per benchmark during training: the last N "
                             "tasks of the train split, never trained on (evaluation splits are never used)")
+
+    @model_validator(mode="after")
+    def _minibatches_have_episodes(self):
+        episodes = self.tasks_per_step * self.samples_per_task
+        if self.updates_per_step > episodes:
+            raise ValueError(f"updates_per_step ({self.updates_per_step}) is more than the episodes of a rollout "
+                             f"batch (tasks_per_step x samples_per_task = {episodes}): a minibatch would be empty")
+        return self

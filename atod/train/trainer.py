@@ -1,13 +1,14 @@
 """The one RL / on-policy distillation loop behind every trained method (grpo, opd, atod and ablations).
 
-One optimizer step per rollout batch:
+One rollout batch per training step:
 
     tasks  <- next `tasks_per_step` training tasks (seeded permutation, epoch after epoch)
     batch  <- student rollouts, `samples_per_task` (G) per task, at the train temperature
     lp_T   <- teacher log-probs of the sampled tokens           (only when kappa > 0; never for grpo)
     A_t    <- kappa * (lp_T - lp_S) * w_k + rho * A_grpo_i       (atod.losses, atod.tdur)
     loss   <- clipped surrogate with the rollout's log-probs as pi_old, chunks of episodes
-    AdamW step with gradient clipping and the LR schedule
+    AdamW step with gradient clipping; `updates_per_step` > 1 deals the episodes into that many
+    minibatches and takes one such step on each (PPO minibatches); then the LR schedule steps
 
 Methods are settings of this loop (`METHODS`); they differ only in kappa/rho and in the OPD weights.
 The loop is written against a `rollout_fn(model, tasks, seed) -> RolloutBatch` and a `TeacherScorer`,
@@ -20,7 +21,6 @@ resumes from its last checkpoint ends with bitwise the same weights as an uninte
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import random
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from atod.agent.models import token_logprobs
+from atod.agent.models import generated_logprobs
 from atod.envs.base import Task
 from atod.losses import clipped_surrogate_loss, grpo_advantages, hybrid_advantages
 from atod.schedule import anneal_coefficients
@@ -249,47 +249,6 @@ def compute_advantages(
     return adv_B_T, stats
 
 
-def generated_logprobs(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: torch.Tensor,
-                       loss_mask_B_T: torch.Tensor) -> torch.Tensor:
-    """`token_logprobs` on the generated tokens only (float32 (B, T), 0 off the loss mask), cheaper.
-
-    Rows are right-padded with the response at the end of each row's real tokens (per-turn rows). The
-    rows are re-laid out with LEFT padding, so every row's response sits in the last K positions, and
-    the model is asked for the logits of those positions only (`logits_to_keep`): the vocabulary
-    projection and the log-normaliser skip the prompt, which is most of a row. Same numbers as
-    `token_logprobs` (up to float rounding); falls back to it for models without `logits_to_keep`.
-    """
-    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
-        lp_B_T = token_logprobs(model, input_ids_B_T, attention_mask_B_T)
-        return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
-    B, T = input_ids_B_T.shape
-    dev = input_ids_B_T.device
-    len_B = attention_mask_B_T.long().sum(1)
-    shift_B = T - len_B
-    pos_T = torch.arange(T, device=dev)
-    src_B_T = pos_T[None, :] - shift_B[:, None]  # left-aligned position j holds original position j - shift
-    real_B_T = src_B_T >= 0
-    src_B_T = src_B_T.clamp(min=0)
-    ids_B_T = torch.where(real_B_T, input_ids_B_T.gather(1, src_B_T), torch.zeros_like(input_ids_B_T))
-    gen_B_T = loss_mask_B_T.bool().gather(1, src_B_T) & real_B_T
-    if not gen_B_T.any():
-        return torch.zeros((B, T), dtype=torch.float32, device=dev)
-    first = int(gen_B_T.any(0).nonzero().min())
-    K = T - first  # positions first .. T-1 hold every generated token
-    attn_B_T = real_B_T.long()
-    logits_B_K1_V = model(input_ids=ids_B_T, attention_mask=attn_B_T,
-                          position_ids=(attn_B_T.cumsum(-1) - 1).clamp(min=0), use_cache=False,
-                          logits_to_keep=K + 1).logits
-    logits_B_K_V = logits_B_K1_V[:, :-1].float()  # position first-1+k predicts token first+k
-    targets_B_K = ids_B_T[:, first:]
-    lp_B_K = logits_B_K_V.gather(-1, targets_B_K[..., None]).squeeze(-1) - torch.logsumexp(logits_B_K_V, dim=-1)
-    lp_left_B_T = torch.cat([lp_B_K.new_zeros(B, first), lp_B_K], dim=1)
-    # back to the original right-padded layout: original position p sits at p + shift
-    back_B_T = (pos_T[None, :] + shift_B[:, None]).clamp(max=T - 1)
-    lp_B_T = lp_left_B_T.gather(1, back_B_T)
-    return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
-
-
 def row_chunks(lengths_B: torch.Tensor, token_budget: int) -> list[torch.Tensor]:
     """Split rows into chunks whose padded size (rows x longest row) stays within `token_budget`
     (a row longer than the budget is a chunk of its own). Rows are taken shortest first, so rows of
@@ -308,6 +267,15 @@ def row_chunks(lengths_B: torch.Tensor, token_budget: int) -> list[torch.Tensor]
     return chunks
 
 
+def minibatch_rows(episode_index_B: torch.Tensor, num_episodes: int, updates: int) -> list[torch.Tensor]:
+    """Rows of each of `updates` minibatches: episode e goes to minibatch e mod `updates`, so with episodes
+    ordered task by task every minibatch mixes tasks and samples. episode_index_B: (B,) long. Returns
+    `updates` long tensors of row indices (together every row exactly once)."""
+    if not 1 <= updates <= num_episodes:
+        raise ValueError(f"cannot deal {num_episodes} episodes into {updates} minibatches")
+    return [torch.nonzero(episode_index_B % updates == i).squeeze(1) for i in range(updates)]
+
+
 def policy_update(
     model,
     optimizer: torch.optim.Optimizer,
@@ -315,21 +283,25 @@ def policy_update(
     adv_B_T: torch.Tensor,
     cfg: TrainConfig,
     step: int,
+    rows_R: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """One optimizer step on a batch: the clipped surrogate accumulated over chunks of rows of at most
-    `cfg.microbatch_tokens` padded tokens (normalised by the whole batch's episode count and per-episode
-    token counts, so the summed chunk losses equal the full-batch loss), gradient clipping, AdamW.
-    Raises NonFiniteError before stepping."""
+    """One optimizer step on a batch, or on its rows `rows_R` (a minibatch of whole episodes): the clipped
+    surrogate accumulated over chunks of rows of at most `cfg.microbatch_tokens` padded tokens (normalised
+    by the step's episode count and per-episode token counts, so the summed chunk losses equal the loss of
+    the step's episodes taken at once), gradient clipping, AdamW. Raises NonFiniteError before stepping."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    num_episodes = len(batch.episodes)
     mask_B_T = batch.loss_mask_B_T.bool()
-    tokens_E = torch.zeros(num_episodes, device=mask_B_T.device).index_add_(
+    tokens_E = torch.zeros(len(batch.episodes), device=mask_B_T.device).index_add_(
         0, batch.episode_index_B, mask_B_T.sum(1).float())
+    if rows_R is None:
+        rows_R = torch.arange(mask_B_T.shape[0])
+    rows_R = rows_R.to(mask_B_T.device)
+    num_episodes = int(torch.unique(batch.episode_index_B[rows_R]).numel())
     lengths_B = batch.attention_mask_B_T.sum(1).cpu()  # right padding: the real length of each row
     total_loss, tokens, clip_tok, ratio_tok, kl_tok = 0.0, 0, 0.0, 0.0, 0.0
-    for rows_b in row_chunks(lengths_B, cfg.microbatch_tokens):
-        rows_b = rows_b.to(mask_B_T.device)
+    for chunk_b in row_chunks(lengths_B[rows_R.cpu()], cfg.microbatch_tokens):
+        rows_b = rows_R[chunk_b.to(mask_B_T.device)]
         t_max = int(lengths_B[rows_b.cpu()].max())
         mask_b_T = mask_B_T[rows_b, :t_max]
         if not mask_b_T.any():
@@ -357,6 +329,23 @@ def policy_update(
     n = max(tokens, 1)
     return {"loss": total_loss, "grad_norm": float(grad_norm), "clip_fraction": clip_tok / n,
             "ratio_mean": ratio_tok / n, "approx_kl_old": kl_tok / n}
+
+
+def minibatch_updates(model, optimizer: torch.optim.Optimizer, batch: RolloutBatch, adv_B_T: torch.Tensor,
+                      cfg: TrainConfig, step: int) -> dict[str, float]:
+    """`cfg.updates_per_step` optimizer steps on one rollout batch (`minibatch_rows`), pi_old the rollout
+    policy throughout (so from the second minibatch on the ratio moves and the clip acts, as in PPO).
+    Returns the steps' stats: loss and grad_norm averaged over the steps, the token stats token-weighted."""
+    if cfg.updates_per_step == 1:
+        return policy_update(model, optimizer, batch, adv_B_T, cfg, step)
+    minibatches = minibatch_rows(batch.episode_index_B, len(batch.episodes), cfg.updates_per_step)
+    parts = [policy_update(model, optimizer, batch, adv_B_T, cfg, step, rows_R) for rows_R in minibatches]
+    tokens = [int(batch.loss_mask_B_T[rows_R].sum()) for rows_R in minibatches]
+    n = max(sum(tokens), 1)
+    out = {k: sum(p[k] for p in parts) / len(parts) for k in ("loss", "grad_norm")}
+    for k in ("clip_fraction", "ratio_mean", "approx_kl_old"):
+        out[k] = sum(p[k] * t for p, t in zip(parts, tokens, strict=True)) / n
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -464,7 +453,7 @@ def run_training(
 
         try:
             adv_B_T, adv_stats = compute_advantages(batch, settings, kappa, rho, cfg.adv_eps, step)
-            upd = policy_update(model, optimizer, batch, adv_B_T, cfg, step)
+            upd = minibatch_updates(model, optimizer, batch, adv_B_T, cfg, step)
         except NonFiniteError as e:
             bar.close()
             last = find_checkpoint(ckpt_path)
