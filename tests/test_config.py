@@ -63,6 +63,7 @@ def _bad(raw, path, value):
         ("train.methods", ["atod", "ppo"], ["train.methods.1", "'grpo'", "'atod'", "'ppo'"]),
         ("train.anneal.kind", "sigmoid", ["train.anneal.kind", "'linear'", "'cosine'"]),
         ("train.anneal.kappa_min", 2.0, ["train.anneal", "kappa_min"]),
+        ("train.updates_per_step", 17, ["train", "updates_per_step (17)", "a minibatch would be empty"]),
         ("models.student.source", "pretrained", ["models.student", "name_or_path"]),
         ("models.student.arch.num_heads", 5, ["hidden_size", "num_heads"]),
         ("agent.eval_temperature", -1, ["agent.eval_temperature", "greater than 0"]),
