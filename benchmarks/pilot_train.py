@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--anneal-steps", type=int)
     ap.add_argument("--updates-per-step", type=int)
+    ap.add_argument("--tasks-per-step", type=int)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--student", default="data/models/student_sft")
     ap.add_argument("--teacher", default="data/models/teacher")
@@ -49,7 +50,8 @@ def main() -> None:
 
     p = load_params("params.yaml")
     raw = p.train.model_dump()
-    raw.update({k: v for k, v in {"lr": args.lr, "steps": args.steps, "updates_per_step": args.updates_per_step}.items()
+    raw.update({k: v for k, v in {"lr": args.lr, "steps": args.steps, "updates_per_step": args.updates_per_step,
+                                 "tasks_per_step": args.tasks_per_step}.items()
                 if v is not None})
     if args.anneal_steps is not None:
         raw["anneal"]["anneal_steps"] = args.anneal_steps
