@@ -1,7 +1,8 @@
 """The `train` and `evaluate` stages on a tiny project: one MLflow child run per training run; jobs in
 parallel worker processes (`train.parallel_runs`, `evaluate.parallel_jobs`) give the same models,
 metrics and evaluation records as one after another; an interrupted `train` stage resumes, reuses the
-runs it finished and removes the ones it no longer has."""
+runs it finished and removes the ones it no longer has, also when its outputs were deleted in between
+(what `dvc exp run` does to half-written outputs); so does `evaluate`."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from tasks.stages import (
     BENCH_DIR,
     EVAL_DATA_DIR,
     INIT_DIR,
+    RESUME_DIR,
     RUNS_DIR,
     SEQKD_DIR,
     SFT_DIR,
@@ -37,6 +39,7 @@ from tasks.stages import (
 )
 from tasks.stages import evaluate as evaluate_module
 from tasks.stages.evaluate import evaluate as evaluate_stage
+from tasks.stages.train import run_inputs_digest, work_dir
 from tasks.stages.train import train as train_stage
 
 ARCH = TINY_ARCH
@@ -74,6 +77,7 @@ def run_train_stage(root, p, monkeypatch, experiment, fresh=True):
     reuses the ones finished with the same inputs). Returns (stage run id, summary, final weights)."""
     if fresh:
         shutil.rmtree(root / RUNS_DIR, ignore_errors=True)
+        shutil.rmtree(root / RESUME_DIR / "train", ignore_errors=True)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     monkeypatch.setenv(tracking.EXPERIMENT_ENV, experiment)
     monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
@@ -127,12 +131,17 @@ def test_parallel_evaluation_matches_sequential(project, monkeypatch):
     for workers in (1, 2):
         p = params(1, parallel_eval=workers)
         run_train_stage(project, p, monkeypatch, f"eval-{workers}")  # the runs evaluate reads
-        shutil.rmtree(project / EVAL_DATA_DIR, ignore_errors=True)  # else the second execution reuses results
+        forget_evaluations(project)  # else the second execution reuses results
         with tracking.stage_run(project, "evaluate", p) as run_id:
             summary = evaluate_stage(p, project, StageRun(run_id=run_id, root=project))
         records[workers] = (project / "data/eval/records.jsonl").read_text().splitlines()
     assert summary["models"] == 4 + 4 * 2  # vanilla, sft, seqkd, teacher + 4 runs x (final, best)
     assert records[2] == records[1] and len(records[1]) == summary["records"]
+
+
+def forget_evaluations(root):
+    shutil.rmtree(root / EVAL_DATA_DIR, ignore_errors=True)
+    shutil.rmtree(root / RESUME_DIR / "evaluate", ignore_errors=True)
 
 
 def child_runs(stage_id):
@@ -151,8 +160,7 @@ def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch)
 
     # interrupt the first run (grpo) at its 2nd update, after the checkpoint of update 1
     shutil.rmtree(project / RUNS_DIR)
-    stale = run_dir(project, "opd", "searchqa", 7)
-    (stale / "final").mkdir(parents=True)  # a run the config no longer has
+    shutil.rmtree(project / RESUME_DIR / "train")
     log_metrics = tracking.log_metrics
 
     def interrupt(metrics, step=None, run_id=None):
@@ -164,8 +172,12 @@ def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_train_stage(project, p, monkeypatch, "resume-killed", fresh=False)
     monkeypatch.setattr(tracking, "log_metrics", log_metrics)
-    grpo_dir = run_dir(project, "grpo", "searchqa", 0)
-    assert (grpo_dir / "checkpoint").exists() and not (grpo_dir / "summary.json").exists()
+    grpo_work = work_dir(project, "grpo", "searchqa", 0, run_inputs_digest(p, project, "searchqa"))
+    assert (grpo_work / "checkpoint").exists() and not (grpo_work / "summary.json").exists()
+    assert not run_dir(project, "grpo", "searchqa", 0).exists()  # published when finished
+    shutil.rmtree(project / RUNS_DIR)  # as `dvc exp run` does before it starts: the run still resumes
+    stale = run_dir(project, "opd", "searchqa", 7)
+    (stale / "final").mkdir(parents=True)  # a run the config no longer has
 
     stage_id, summary, weights = run_train_stage(project, p, monkeypatch, "resume-again", fresh=False)
     assert not stale.exists() and not (project / RUNS_DIR / "opd").exists()
@@ -190,6 +202,13 @@ def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch)
     runs = child_runs(stage_id)
     assert {r.data.tags["run_state"] for r, _ in runs.values()} == {"done"}
     assert all(r.info.status == "FINISHED" and steps == [1, 2] for r, steps in runs.values())
+    shutil.rmtree(project / RUNS_DIR)  # deleted outputs: the finished runs are published again from .atod/resume
+    stage_id, again, _ = run_train_stage(project, p, monkeypatch, "resume-deleted", fresh=False)
+    assert again == summary
+    assert all((run_dir(project, *job) / "final" / "model.safetensors").stat().st_mtime_ns == t
+               for job, t in before.items())
+    assert not any((run_dir(project, *job) / name).exists() for job in before for name in ("checkpoint", "checkpoint.old"))
+    assert {r.data.tags["run_state"] for r, _ in child_runs(stage_id).values()} == {"done"}
     stage_id, _, other = run_train_stage(project, params(1, seeds=[0], lr=3e-4), monkeypatch, "resume-lr", fresh=False)
     assert {r.data.tags["run_state"] for r, _ in child_runs(stage_id).values()} == {"fresh"}
     atod0 = ("atod", "searchqa", 0)  # (GRPO may not move at all here: every reward can be 0)
@@ -199,7 +218,7 @@ def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch)
 def test_evaluate_stage_reuses_results_saved_with_the_same_inputs(project, monkeypatch):
     p = params(1, seeds=[0])
     run_train_stage(project, p, monkeypatch, "reuse-train")
-    shutil.rmtree(project / EVAL_DATA_DIR, ignore_errors=True)
+    forget_evaluations(project)
 
     def run_evaluate(p):
         with tracking.stage_run(project, "evaluate", p) as run_id:
@@ -207,9 +226,16 @@ def test_evaluate_stage_reuses_results_saved_with_the_same_inputs(project, monke
         return (project / EVAL_DATA_DIR / "records.jsonl").read_text()
 
     first = run_evaluate(p)
-    saved = project / EVAL_DATA_DIR / "jobs"
-    (saved / "grpo-searchqa-seed0-final.json").unlink()  # never written
-    (saved / "teacher-searchqa-seed0-final.json").write_text('{"digest": "')  # an interrupted write
+    saved, store = project / EVAL_DATA_DIR / "jobs", project / RESUME_DIR / "evaluate"
+
+    def stored(name):
+        return store / f"{json.loads((saved / name).read_text())['digest']}.json"
+
+    stored("grpo-searchqa-seed0-final.json").unlink()  # never written
+    (saved / "grpo-searchqa-seed0-final.json").unlink()
+    stored("teacher-searchqa-seed0-final.json").unlink()  # an interrupted write
+    (saved / "teacher-searchqa-seed0-final.json").write_text('{"digest": "')
+    (saved / "atod-searchqa-seed0-final.json").unlink()  # deleted output (`dvc exp run`): restored from the store
     (saved / "opd-searchqa-seed3-final.json").write_text("{}")  # a model no longer evaluated
     evaluated = []
     real = evaluate_module.evaluate_job
@@ -218,7 +244,10 @@ def test_evaluate_stage_reuses_results_saved_with_the_same_inputs(project, monke
                         or real(params, job, device, progress))
     assert run_evaluate(p) == first
     assert sorted(evaluated) == ["grpo-searchqa-seed0-final", "teacher-searchqa-seed0-final"]
-    assert not (saved / "opd-searchqa-seed3-final.json").exists()
+    assert not (saved / "opd-searchqa-seed3-final.json").exists() and (saved / "atod-searchqa-seed0-final.json").exists()
+    shutil.rmtree(project / EVAL_DATA_DIR)  # all outputs deleted: every result comes from the store
+    evaluated.clear()
+    assert run_evaluate(p) == first and evaluated == []
 
     evaluated.clear()  # another evaluation setting: every model again
     other = p.model_copy(update={"evaluate": p.evaluate.model_copy(update={"tasks_per_split": 2})})
@@ -231,7 +260,7 @@ def test_the_flows_per_benchmark_evaluation_saves_and_reuses_the_same_results(pr
     as the stage, saved and reused the same way."""
     p = params(1, seeds=[0])
     run_train_stage(project, p, monkeypatch, "flow-train")
-    shutil.rmtree(project / EVAL_DATA_DIR, ignore_errors=True)
+    forget_evaluations(project)
     computed = evaluate_module.evaluate_benchmark(p, project, "searchqa", progress=False)
     assert len(computed) == 4 + 2 * 2
     with tracking.stage_run(project, "evaluate", p) as run_id:  # the stage reuses all of them

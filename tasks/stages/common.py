@@ -8,6 +8,7 @@ returned dict is the stage's metrics summary. DVC lists this module as a depende
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,11 @@ EVAL_METRICS_DIR = METRICS_DIR / "eval"
 TRAIN_PLOTS_DIR = Path("plots/train")
 REPORTS_DIR = Path("reports")
 TIMING_DIR = Path(".atod/timing")  # untracked: compute vs. wall seconds per stage (overhead measurement)
+# Untracked: the resumable stages' work (training runs in progress and finished, per-model evaluation
+# results), keyed by the digest of its inputs. It lives outside every DVC output because `dvc exp run`
+# (and `dvc checkout`) delete outputs DVC has no hash for, such as a stage's half-written outputs, even
+# `persist` ones: an interrupted experiment would otherwise start over. Safe to delete when no stage runs.
+RESUME_DIR = Path(".atod/resume")
 
 # Models evaluated besides the trained methods, and where they live.
 FIXED_MODELS = {"vanilla": INIT_DIR / "student", "sft": SFT_DIR, "seqkd": SEQKD_DIR, "teacher": TEACHER_DIR}
@@ -73,6 +79,28 @@ def inputs_digest(code: tuple[str, ...], data: dict[str, Path], config: dict[str
 def remove_path(path: Path) -> None:
     """Delete a file or a directory tree."""
     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def publish_dir(src: Path, dst: Path, ignore: Callable[[str, list[str]], set[str]] | None = None) -> Path:
+    """Replace the directory `dst` by a copy of `src` (files hard-linked where the file system allows:
+    neither side is written in place afterwards), atomically: `dst` is either the old or the new tree."""
+    tmp, old = dst.with_name(f".{dst.name}.tmp"), dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, tmp, ignore=ignore, copy_function=_link_or_copy)
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(src, dst)
 
 
 def fresh_dir(path: Path) -> Path:

@@ -5,10 +5,12 @@ checkpoints) on every evaluation split, with bootstrap CIs.
     data/eval/jobs/<model>.json (each model's results with the digest of its inputs),
     metrics/eval/<model>.json (success/score/turns/invalid with bootstrap CIs)
 
-The stage picks up where an interrupted execution stopped (dvc.yaml declares data/eval `persist`): each
-model's results are saved as soon as it is evaluated, with the digest of what they depend on (the model,
-the task set, the code, the `evaluate`/`agent`/`models` config: `eval_inputs_digest`), and a later
-execution reuses them while the digest matches (evaluation is deterministic given these inputs).
+The stage picks up where an interrupted execution stopped: each model's results are saved as soon as it
+is evaluated, with the digest of what they depend on (the model, the task set, the code, the
+`evaluate`/`agent`/`models` config: `eval_inputs_digest`), in data/eval/jobs/ and in
+.atod/resume/evaluate/<digest>.json (untracked, outside every DVC output: `dvc exp run` deletes
+half-written outputs before it starts), and a later execution reuses them while the digest matches
+(evaluation is deterministic given these inputs), also across experiments that share the model.
 
 `evaluate_benchmark` (one benchmark's models) and `write_evaluation` (the outputs, MLflow) are separate
 so that `flows/evaluate.py` can run the benchmarks as concurrent Prefect tasks; both paths save and
@@ -28,6 +30,7 @@ from tasks.stages.common import (
     EVAL_DATA_DIR,
     EVAL_METRICS_DIR,
     FIXED_MODELS,
+    RESUME_DIR,
     StageRun,
     fresh_dir,
     inputs_digest,
@@ -124,15 +127,23 @@ def _project_root_of(path: Path) -> Path:
 
 
 def saved_results(params, root: Path, job: EvalJob) -> tuple[str, list[dict[str, Any]] | None]:
-    """(digest of the job's inputs, its results saved under data/eval/jobs/ by an earlier execution with
-    that digest, or None)."""
+    """(digest of the job's inputs, its results saved by an earlier execution with that digest, under
+    data/eval/jobs/ or .atod/resume/evaluate/ (then copied to the former), or None)."""
     digest = eval_inputs_digest(params, root, job)
     saved = read_json(root / JOBS_DIR / f"{job_name(job)}.json")
-    return digest, (saved["results"] if isinstance(saved, dict) and saved.get("digest") == digest else None)
+    if isinstance(saved, dict) and saved.get("digest") == digest:
+        return digest, saved["results"]
+    saved = read_json(root / RESUME_DIR / "evaluate" / f"{digest}.json")
+    if isinstance(saved, dict) and saved.get("digest") == digest:
+        write_json(root / JOBS_DIR / f"{job_name(job)}.json", saved)
+        return digest, saved["results"]
+    return digest, None
 
 
 def save_results(root: Path, job: EvalJob, digest: str, results: list[dict[str, Any]]) -> None:
-    write_json(root / JOBS_DIR / f"{job_name(job)}.json", {"digest": digest, "results": results})
+    saved = {"digest": digest, "results": results}
+    write_json(root / RESUME_DIR / "evaluate" / f"{digest}.json", saved)
+    write_json(root / JOBS_DIR / f"{job_name(job)}.json", saved)
 
 
 def evaluate_benchmark(params, root: Path, benchmark: str, device=None,

@@ -3,12 +3,16 @@
     data/runs/<method>/<bench>/seed<k>/{final,best,metrics.jsonl,inputs.json,summary.json},
     metrics/train.json, plots/train/*.png (learning curves)
 
-The stage picks up where an interrupted execution stopped (dvc.yaml declares data/runs `persist`, so
-DVC leaves it in place): each run records the digest of everything it depends on (`run_inputs_digest`:
-the code, the data it reads, the resolved config) in inputs.json before it starts and its summary in
-summary.json when it ends. A run whose digest still matches is kept when finished and resumed from its
-last checkpoint otherwise (bitwise the same result on CPU, see atod.train.trainer); any other directory
-under data/runs is removed, so the output is what a run from scratch would leave.
+The stage picks up where an interrupted execution stopped, whether it ran under `dvc repro`, `dvc exp
+run` or a Prefect flow. Each run has a digest of everything it depends on (`run_inputs_digest`: the code,
+the data it reads, the resolved config) and is trained in its work directory
+.atod/resume/train/<digest>/<method>/<bench>/seed<k> (untracked, outside every DVC output: `dvc exp run`
+deletes half-written outputs before it starts), which holds inputs.json from the start, its checkpoint
+while it trains and summary.json when it ends. A finished run is then published to data/runs (hard links
+where possible). A later execution reuses a finished run with the same digest (from data/runs or the work
+directory: so also across experiments that share the run) and resumes an unfinished one from its last
+checkpoint (bitwise the same result on CPU, see atod.train.trainer); any other directory under data/runs
+is removed, so the output is what a run from scratch would leave.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tasks.parallel import run_jobs, worker_threads
 from tasks.stages.common import (
     BENCH_DIR,
     METRICS_DIR,
+    RESUME_DIR,
     RUNS_DIR,
     SFT_DIR,
     TEACHER_DIR,
@@ -33,6 +38,7 @@ from tasks.stages.common import (
     _load_benchmarks,
     fresh_dir,
     inputs_digest,
+    publish_dir,
     read_json,
     remove_path,
     run_dir,
@@ -77,6 +83,20 @@ def run_inputs_digest(params, root: Path, bench_name: str) -> str:
                           "models": params.models.model_dump(mode="json"), "agent": params.agent.model_dump(mode="json")})
 
 
+def work_dir(root: Path, method: str, bench_name: str, seed: int, digest: str) -> Path:
+    """Where a run with inputs `digest` trains (see the module docstring)."""
+    return root / RESUME_DIR / "train" / digest / method / bench_name / f"seed{seed}"
+
+
+# What the work directory holds only while the run trains (and hidden temporaries): never published.
+RESUME_STATE = ("checkpoint", "checkpoint.old")
+
+
+def publish_run(work: Path, out: Path) -> None:
+    """data/runs/...: the finished run in `work` without its resume state."""
+    publish_dir(work, out, ignore=lambda _dir, names: {n for n in names if n in RESUME_STATE or n.startswith(".")})
+
+
 def run_state(out: Path, digest: str) -> str:
     """"done" (finished with these inputs: reuse), "resume" (started with these inputs: continue from its
     checkpoint, if any) or "fresh" (absent, or made from other inputs: start over)."""
@@ -104,26 +124,27 @@ def train_job(params, root: Path, method: str, bench_name: str, seed: int, child
     from atod.train.trainer import train as train_one
     from tasks import tracking
 
-    out = run_dir(root, method, bench_name, seed)
-    if run_state(out, digest) == "fresh":
-        shutil.rmtree(out, ignore_errors=True)
-        write_json(out / "inputs.json", {"digest": digest, "method": method, "benchmark": bench_name, "seed": seed})
+    work = work_dir(root, method, bench_name, seed, digest)
+    if run_state(work, digest) == "fresh":
+        shutil.rmtree(work, ignore_errors=True)
+        write_json(work / "inputs.json", {"digest": digest, "method": method, "benchmark": bench_name, "seed": seed})
     else:  # resume: show the steps already done in this execution's MLflow run
-        found = find_checkpoint(out / "checkpoint")
+        found = find_checkpoint(work / "checkpoint")
         if found is not None:
-            tracking.log_metric_history(_saved_metrics(out / "metrics.jsonl", load_trainer_state(found)["step"]),
+            tracking.log_metric_history(_saved_metrics(work / "metrics.jsonl", load_trainer_state(found)["step"]),
                                         child_run_id)
     device = resolve_device(params.models)
     tokenizer = load_tokenizer(root / SFT_DIR)
     bench = _load_benchmarks(root, [bench_name])[bench_name]
     result = train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
-                       params=params, seed=seed, out_dir=out, resume=True,
+                       params=params, seed=seed, out_dir=work, resume=True,
                        log=lambda metrics, step: tracking.log_metrics(metrics, step=step, run_id=child_run_id),
                        eval_fn=make_validation_fn(params, bench, tokenizer, device), progress=False)
     summary = _train_summary(result)
-    write_json(out / "summary.json", summary)  # the run is finished: a later execution reuses it
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # resume state; final/ and best/ are kept
-    shutil.rmtree(out / "checkpoint.old", ignore_errors=True)
+    write_json(work / "summary.json", summary)  # the run is finished: a later execution reuses it
+    for name in RESUME_STATE:  # final/ and best/ are kept
+        shutil.rmtree(work / name, ignore_errors=True)
+    publish_run(work, run_dir(root, method, bench_name, seed))
     return summary
 
 
@@ -150,7 +171,14 @@ def train(params, root: Path, run: StageRun) -> dict[str, Any]:
     workers = params.train.parallel_runs
     _remove_other_runs(root, jobs)
     digests = {b: run_inputs_digest(params, root, b) for b in params.train.benchmarks}
-    states = {job: run_state(run_dir(root, *job), digests[job[1]]) for job in jobs}
+    states = {}
+    for job in jobs:
+        out, work = run_dir(root, *job), work_dir(root, *job, digests[job[1]])
+        states[job] = run_state(out, digests[job[1]])
+        if states[job] != "done":
+            states[job] = run_state(work, digests[job[1]])
+            if states[job] == "done":  # finished by an execution whose outputs DVC did not keep
+                publish_run(work, out)
     children = {job: tracking.open_child_run(f"{job[0]}-{job[1]}-seed{job[2]}",
                                              {"method": job[0], "benchmark": job[1], "seed": job[2],
                                               "run_state": states[job]})
