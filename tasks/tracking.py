@@ -28,7 +28,7 @@ import os
 import posixpath
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,9 +89,10 @@ def _ignored(name: str) -> bool:
     return name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)
 
 
-def dvc_md5(path: Path) -> str | None:
+def dvc_md5(path: Path, exclude: Collection[str] = ()) -> str | None:
     """DVC 3's md5 of a file (plain md5) or directory (md5 of its sorted JSON listing + '.dir'), or None
-    if the path does not exist. Matches the `md5` DVC writes to dvc.lock for the same content."""
+    if the path does not exist. Matches the `md5` DVC writes to dvc.lock for the same content, unless
+    `exclude` names files of the directory (relative POSIX paths) to leave out of the listing."""
     if path.is_file():
         return _md5_file(path)
     if not path.is_dir():
@@ -104,6 +105,8 @@ def dvc_md5(path: Path) -> str | None:
                 continue
             full = Path(dirpath) / name
             rel = posixpath.join(*full.relative_to(path).parts)
+            if rel in exclude:
+                continue
             entries.append({"md5": _md5_file(full), "relpath": rel})
     entries.sort(key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"

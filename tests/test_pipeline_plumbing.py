@@ -113,6 +113,24 @@ def test_inputs_digest_equals_digest_of_a_lock_entry(tmp_path):
     assert tracking.current_inputs_digest(tmp_path, "nope") is None
 
 
+def test_job_digests_leave_out_report_only_code(tmp_path, monkeypatch):
+    """Editing the report's code (compare/plots) keeps finished training runs and evaluations; editing
+    any other library file, or the config, does not."""
+    from tasks.stages import common
+
+    for rel in ("atod/eval/compare.py", "atod/eval/plots.py", "atod/eval/evaluate.py", "atod/train/trainer.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"# {rel}\n")
+    monkeypatch.setattr(common, "CODE_ROOT", tmp_path)
+    before = common.inputs_digest(("atod",), {}, {"lr": 1})
+    (tmp_path / "atod/eval/compare.py").write_text("# another table\n")
+    (tmp_path / "atod/eval/plots.py").write_text("# another figure\n")
+    assert common.inputs_digest(("atod",), {}, {"lr": 1}) == before
+    assert common.inputs_digest(("atod",), {}, {"lr": 2}) != before
+    (tmp_path / "atod/train/trainer.py").write_text("# another loss\n")
+    assert common.inputs_digest(("atod",), {}, {"lr": 1}) != before
+
+
 def test_set_profile_keeps_the_rest_of_the_file(tmp_path):
     p = tmp_path / "params.yaml"
     text = "# header\nprofile: default   # pick one\nprepare:\n  seed: 0\nprofiles:\n  smoke: {}\n"

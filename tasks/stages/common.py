@@ -63,15 +63,24 @@ def read_json(path: Path) -> Any:
         return None
 
 
+# Code that only renders the report (tables, deltas, figures) from finished results: left out of the
+# digests below, so that editing the report reuses finished training runs and evaluations.
+REPORT_CODE = ("atod/eval/compare.py", "atod/eval/plots.py")
+
+
 def inputs_digest(code: tuple[str, ...], data: dict[str, Path], config: dict[str, Any]) -> str:
-    """md5 of the code files/directories `code` (relative to CODE_ROOT), the data paths `data` and a JSON
-    config: what a stage job depends on, so that a finished job can be reused by a later execution (the
-    resumable stages, `train` and `evaluate`)."""
+    """md5 of the code files/directories `code` (relative to CODE_ROOT, minus REPORT_CODE), the data paths
+    `data` and a JSON config: what a stage job depends on, so that a finished job can be reused by a later
+    execution (the resumable stages, `train` and `evaluate`)."""
     import hashlib
 
     from tasks.tracking import dvc_md5
 
-    inputs = {"code": {path: dvc_md5(CODE_ROOT / path) for path in code},
+    def code_md5(path: str) -> str | None:
+        inside = [r[len(path) + 1:] for r in REPORT_CODE if r.startswith(path + "/")]
+        return dvc_md5(CODE_ROOT / path, exclude=inside)
+
+    inputs = {"code": {path: code_md5(path) for path in code},
               "data": {name: dvc_md5(path) for name, path in data.items()}, "config": config}
     return hashlib.md5(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
 
