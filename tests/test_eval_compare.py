@@ -11,14 +11,17 @@ import pytest
 from atod.eval.compare import (
     AVERAGE,
     TEACHER,
+    ClaimCheck,
+    Delta,
     EvalRecord,
     build_comparison,
     load_records,
     save_records,
+    training_tables,
     write_report,
 )
 from atod.eval.config import CompareConfig
-from atod.eval.plots import RunCurves, plot_learning_curves, read_metrics, series
+from atod.eval.plots import RunCurves, moving_mean, plot_learning_curves, read_metrics, series
 
 CFG = CompareConfig(bootstrap_samples=200, confidence=0.95, checkpoint="final", seed=0)
 SPLITS = {"alfworld": ("valid_seen", "valid_unseen"), "webshop": ("test",)}
@@ -100,6 +103,67 @@ def test_deltas_paired_over_tasks_and_unpaired_for_summaries():
     (d,) = [d for d in comp.deltas if d.benchmark == "webshop"]
     assert not d.paired and d.delta == pytest.approx(0.1)
     assert comp.secondary["turns"]["webshop"] == {}  # unknown for summary-only records
+
+
+def test_claim_verdicts_by_hand():
+    def claim(low, high, paper=(3.0, 4.0)):
+        return ClaimCheck("c", AVERAGE, paper, Delta(AVERAGE, "atod", "opd", (low + high) / 2, (low, high), True, 10))
+
+    assert claim(0.01, 0.05).direction.startswith("reproduced") and claim(0.01, 0.05).size_in_ci == "yes"
+    assert claim(0.05, 0.09).size_in_ci == "no"  # [5, 9] points misses the paper's 3-4
+    assert claim(0.035, 0.09).size_in_ci == "yes"  # overlaps it
+    assert claim(-0.05, -0.01).direction.startswith("contradicted") and claim(-0.05, -0.01).size_in_ci == "no"
+    assert claim(-0.02, 0.06).direction.startswith("not shown") and claim(-0.02, 0.06).size_in_ci == "yes"
+    assert claim(0.0, 0.06).direction.startswith("not shown")  # a CI touching 0 does not exclude it
+    missing = ClaimCheck("c", AVERAGE, (2.0, 2.0), None)
+    assert missing.direction == "not run" and missing.size_in_ci == "-"
+
+
+def test_claims_and_ablation_deltas_in_the_comparison():
+    recs = make_records() + [record("atod_no_anneal", b, s, 10) for b, splits in SPLITS.items() for s in splits]
+    comp = build_comparison(recs, CFG)
+    deltas = {(d.method, d.baseline, d.benchmark): d for d in comp.deltas}
+    assert deltas[("atod", "atod_no_anneal", "alfworld")].delta == pytest.approx(0.7 - 1.0)
+    claims = {(c.claim.split()[0], c.scope): c for c in comp.claims}
+    by_baseline = {c.delta.baseline if c.delta else None: c for c in comp.claims}
+    assert len(comp.claims) == 6 and ("ATOD", "average (alfworld, webshop)") in claims
+    assert by_baseline["grpo"].direction.startswith("reproduced")  # 47.5 points ahead
+    assert by_baseline["grpo"].size_in_ci == "no"  # far more than the paper's 24
+    assert by_baseline["atod_no_anneal"].direction.startswith("contradicted") and by_baseline["atod_no_anneal"].scope == "alfworld"
+    assert by_baseline[None].direction == "not run"  # uniform and token-level were not run (both None)
+    assert sum(c.delta is None for c in comp.claims) == 2
+    md = json.loads(json.dumps(comp.to_full_json()))
+    assert [c["direction"] for c in md["claims"]] == [c.direction for c in comp.claims]
+
+
+def test_training_tables_by_hand(tmp_path):
+    def metrics(path, success, val, step_time):
+        rows = [{"step": i + 1, "success": v, "step_time_s": t, "time_rollout_s": t / 2}
+                for i, (v, t) in enumerate(zip(success, step_time, strict=True))]
+        rows += [{"step": step, "val_success": v} for step, v in val]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        return path
+
+    runs = [RunCurves("atod", "alfworld", 0, metrics(tmp_path / "a0.jsonl", [0, 1, 0.5, 0.5], [(2, 0.25), (4, 0.75)],
+                                                     [1, 2, 3, 4])),
+            RunCurves("atod", "alfworld", 1, metrics(tmp_path / "a1.jsonl", [0, 0, 1, 1], [(2, 0.25), (4, 0.25)],
+                                                     [1, 1, 1, 1])),
+            RunCurves("opd", "alfworld", 0, metrics(tmp_path / "o0.jsonl", [1, 1, 1, 1], [], [6, 6, 6, 6]))]
+    (phase, timing) = training_tables(runs)
+    assert phase[3] == [["alfworld", "opd", "1", "100.0", "100.0", "-", "-"],
+                        # train: steps 1-2 of both seeds (0, 1, 0, 0) = 25%, steps 3-4 (0.5, 0.5, 1, 1) = 75%
+                        ["alfworld", "atod", "2", "25.0", "75.0", "25.0", "50.0"]]
+    # step: median of (1, 2, 3, 4, 1, 1, 1, 1) = 1; rollout half of it; run: (10 s + 4 s) / 2 = 7 s = 0.1 min
+    assert timing[3] == [["alfworld", "opd", "1", "4", "6.0", "3.0", "-", "-", "0.4"],
+                         ["alfworld", "atod", "2", "4", "1.0", "0.5", "-", "-", "0.1"]]
+    assert training_tables([]) == []
+
+
+def test_moving_mean_by_hand():
+    assert list(moving_mean(np.array([1.0, 2, 3, 4, 5, 6]), 3)) == [1.0, 1.5, 2.0, 3.0, 4.0, 5.0]
+    assert list(moving_mean(np.array([0.0, 1.0]), 5)) == [0.0, 0.5]
+    assert moving_mean(np.array([]), 5).size == 0
 
 
 def test_checkpoint_choice_and_notes():
@@ -210,6 +274,8 @@ def test_write_report_files_and_self_contained_html(tmp_path):
     md = paths["report_md"].read_text()
     assert "Reported checkpoint: **final**" in md and "pool all evaluation splits" in md
     assert "| atod - opd | average |" in md and "best checkpoint" in md
+    assert "## The paper's claims" in md and "| ATOD beats GRPO by about 24 points | average (alfworld, webshop) |" in md
+    assert "## Success by half of training (%)" in md and "## Time per training step (s)" in md
 
     page = paths["report_html"].read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, flags=re.IGNORECASE)

@@ -9,13 +9,18 @@ How the numbers are made
 - `average` is the mean over benchmarks of the per-benchmark success; its CI resamples episodes
   within each benchmark independently (a stratified bootstrap) and averages the resampled means.
   A method missing a benchmark gets no average (the report says so).
-- Deltas (in success-rate points): every student method minus the teacher, ATOD minus OPD and ATOD
-  minus GRPO, per benchmark and on average. When both sides have per-episode task ids and ran
+- Deltas (in success-rate points): every student method minus the teacher, ATOD minus OPD, GRPO and
+  each ablation, per benchmark and on average. When both sides have per-episode task ids and ran
   exactly the same tasks, the bootstrap is paired over tasks (each side's episodes on a task are
   averaged first); otherwise the two sides are resampled independently over episodes.
 - The main table uses `cfg.checkpoint` ('final' or 'best') for every trained method; models with a
   single checkpoint (teacher, vanilla, sft, ...) are used as recorded, and the report says which.
   If the other checkpoint kind is also present it gets its own table.
+- The paper's claims (PAPER_CLAIMS, from ATOD_METHOD.md) are set against the matching deltas: a claim's
+  direction is reproduced when the CI excludes 0 on ATOD's side, contradicted when it excludes 0 on the
+  other side, and not shown otherwise; separately, whether the paper's size lies inside the CI.
+- From the training runs' metrics (when given): validation success per half of training (the paper's
+  "ATOD tracks OPD early, then rises above it") and the time per training step.
 
 `build_comparison(records, cfg)` does the statistics; `write_report(comparison, out_dir,
 metrics_path, runs)` writes report.md, a self-contained report.html, comparison_full.json, the
@@ -49,8 +54,21 @@ TEACHER = "teacher"
 # Row order of the tables; methods not listed here follow in alphabetical order, the teacher last.
 METHOD_ORDER = ("vanilla", "sft", "seqkd", "grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token")
 # (method, baseline) pairs reported besides "every student minus the teacher".
-HEADLINE_DELTAS = (("atod", "opd"), ("atod", "grpo"))
+HEADLINE_DELTAS = (("atod", "opd"), ("atod", "grpo"), ("atod", "atod_no_anneal"), ("atod", "atod_uniform"),
+                   ("atod", "atod_token"))
 AVERAGE = "average"
+# The paper's claims (ATOD_METHOD.md): (claim, method, baseline, scope, the paper's size in points as a
+# (low, high) range). Main claims are averages over the benchmarks; the ablations are ALFWorld's (0.6B
+# student: full 82.8, no annealing 75.8, uniform ~79, token-level ~80).
+PAPER_CLAIMS = (
+    ("ATOD beats OPD by about 3-4 points", "atod", "opd", AVERAGE, (3.0, 4.0)),
+    ("ATOD beats GRPO by about 24 points", "atod", "grpo", AVERAGE, (24.0, 24.0)),
+    ("the ATOD student passes its teacher by about 2 points", "atod", "teacher", AVERAGE, (2.0, 2.0)),
+    ("annealing helps: ATOD beats no annealing by about 7 points", "atod", "atod_no_anneal", "alfworld", (7.0, 7.0)),
+    ("turn weights help: ATOD beats uniform weights by about 4 points", "atod", "atod_uniform", "alfworld",
+     (3.8, 3.8)),
+    ("turn-level beats token-level weights by about 3 points", "atod", "atod_token", "alfworld", (2.8, 2.8)),
+)
 CHECKPOINT_KINDS = ("final", "best")
 
 
@@ -218,6 +236,33 @@ class Delta:
     n_units: int  # tasks (paired) or episodes of the smaller side (unpaired); summed over benchmarks for average
 
 
+@dataclass(frozen=True)
+class ClaimCheck:
+    """One paper claim against our delta (None: a side was not run)."""
+
+    claim: str
+    scope: str  # "average (alfworld, ...)" or a benchmark
+    paper: tuple[float, float]  # points
+    delta: Delta | None
+
+    @property
+    def direction(self) -> str:
+        if self.delta is None:
+            return "not run"
+        if self.delta.ci[0] > 0:
+            return "reproduced: ATOD ahead, CI excludes 0"
+        if self.delta.ci[1] < 0:
+            return "contradicted: ATOD behind, CI excludes 0"
+        return "not shown: CI includes 0"
+
+    @property
+    def size_in_ci(self) -> str:
+        if self.delta is None:
+            return "-"
+        low, high = (100 * x for x in self.delta.ci)
+        return "yes" if low <= self.paper[1] and self.paper[0] <= high else "no"
+
+
 @dataclass
 class Comparison:
     """Everything the report shows. Tables map benchmark (or 'average') -> method -> Cell."""
@@ -234,6 +279,7 @@ class Comparison:
     other_success: dict[str, dict[str, Cell]] | None
     secondary: dict[str, dict[str, dict[str, Cell]]]  # metric (turns, invalid_rate, score) -> benchmark -> method
     notes: list[str] = field(default_factory=list)
+    claims: list[ClaimCheck] = field(default_factory=list)
     bootstrap_samples: int = 0
     confidence: float = 0.95
 
@@ -267,6 +313,10 @@ class Comparison:
             "other_checkpoint": self.other_checkpoint,
             "other_success": None if self.other_success is None else table(self.other_success),
             "secondary": {k: table(t) for k, t in self.secondary.items()},
+            "claims": [{"claim": c.claim, "scope": c.scope, "paper_points": list(c.paper),
+                        "delta": None if c.delta is None else c.delta.delta,
+                        "ci": None if c.delta is None else list(c.delta.ci),
+                        "direction": c.direction, "paper_size_in_ci": c.size_in_ci} for c in self.claims],
             "notes": self.notes,
         }
 
@@ -448,6 +498,18 @@ def _secondary(pools: dict[str, dict[str, _Pool]], benchmarks: list[str], method
     return out
 
 
+def _claims(deltas: list[Delta], benchmarks: list[str]) -> list[ClaimCheck]:
+    """PAPER_CLAIMS whose benchmark scope we evaluated, each with its delta (or None)."""
+    found = {(d.method, d.baseline, d.benchmark): d for d in deltas}
+    out = []
+    for claim, method, baseline, scope, paper in PAPER_CLAIMS:
+        if scope != AVERAGE and scope not in benchmarks:
+            continue
+        label = f"average ({', '.join(benchmarks)})" if scope == AVERAGE else scope
+        out.append(ClaimCheck(claim, label, paper, found.get((method, baseline, scope))))
+    return out
+
+
 def build_comparison(records: Sequence[EvalRecord], cfg: CompareConfig) -> Comparison:
     """The tables and deltas of the report from evaluation records (see the module docstring)."""
     if not records:
@@ -506,6 +568,7 @@ def build_comparison(records: Sequence[EvalRecord], cfg: CompareConfig) -> Compa
         other_by_method.update({m: chosen[m] for m in methods if m not in dual})
         other_success = _success_table(_pools(other_by_method), benchmarks, methods, boot, other, [])
 
+    deltas = _deltas(pools, benchmarks, methods, boot)
     return Comparison(
         checkpoint=cfg.checkpoint,
         benchmarks=benchmarks,
@@ -514,7 +577,8 @@ def build_comparison(records: Sequence[EvalRecord], cfg: CompareConfig) -> Compa
         checkpoint_used=used,
         success=success,
         split_success=split_success,
-        deltas=_deltas(pools, benchmarks, methods, boot),
+        deltas=deltas,
+        claims=_claims(deltas, benchmarks),
         other_checkpoint=other if other_success is not None else None,
         other_success=other_success,
         secondary=_secondary(pools, benchmarks, methods, boot),
@@ -557,6 +621,16 @@ def _report_tables(c: Comparison) -> list[tuple[str, str, list[str], list[list[s
          "resampled); `average` is the mean over benchmarks (CI: episodes resampled within each benchmark)."),
         ["method", *cols], rows,
     ))
+    if c.claims:
+        rows = [[cl.claim, cl.scope, (f"+{cl.paper[0]:g}" if cl.paper[0] == cl.paper[1]
+                                      else f"+{cl.paper[0]:g} to +{cl.paper[1]:g}"),
+                 _signed(cl.delta) if cl.delta else "-", cl.direction, cl.size_in_ci] for cl in c.claims]
+        tables.append((
+            "The paper's claims",
+            (f"Each claim's delta (points, {c.checkpoint} checkpoint, {conf} bootstrap CI) against the paper's "
+             "size (ATOD_METHOD.md; the paper reports best validation success of 0.6B-4B students, 150 steps)."),
+            ["claim", "scope", "paper", "ours", "direction", "paper's size in CI"], rows,
+        ))
     header = ["method"] + [f"{b}/{s}" for b in c.benchmarks for s in c.splits[b]]
     rows = [[m, *[_pct(c.split_success[b][s].get(m)) for b in c.benchmarks for s in c.splits[b]]] for m in c.methods]
     tables.append(("Success rate (%) per split", f"{conf} bootstrap CIs over episodes.", header, rows))
@@ -584,6 +658,59 @@ def _report_tables(c: Comparison) -> list[tuple[str, str, list[str], list[list[s
     return tables
 
 
+def training_tables(runs: Sequence[Any]) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """Tables from the training runs' metrics.jsonl (`atod.eval.plots.RunCurves`): success per half of
+    training (training rollouts and validation) and the time per training step, one row per benchmark
+    and method (seeds averaged). Empty when no run has metrics."""
+    from atod.eval.plots import read_metrics, series
+
+    by_key: dict[tuple[str, str], list[list[dict[str, Any]]]] = defaultdict(list)
+    for run in runs:
+        rows = read_metrics(run.metrics_path)
+        if rows:
+            by_key[(run.benchmark, run.method)].append(rows)
+    if not by_key:
+        return []
+    keys = sorted(by_key, key=lambda k: (BENCHMARKS.index(k[0]) if k[0] in BENCHMARKS else len(BENCHMARKS), k[0],
+                                         order_methods([k[1], *METHOD_ORDER]).index(k[1])))
+
+    def halves(per_seed: list[list[dict[str, Any]]], key: str) -> tuple[str, str]:
+        first, second = [], []
+        for rows in per_seed:
+            steps, values = series(rows, key)
+            if steps.size:
+                mid = steps.max() / 2
+                first += list(values[steps <= mid])
+                second += list(values[steps > mid])
+        return tuple(f"{100 * np.mean(v):.1f}" if v else "-" for v in (first, second))
+
+    phase_rows, time_rows = [], []
+    for bench, method in keys:
+        per_seed = by_key[(bench, method)]
+        phase_rows.append([bench, method, str(len(per_seed)), *halves(per_seed, "success"),
+                           *halves(per_seed, "val_success")])
+        cols = []
+        for key in ("step_time_s", "time_rollout_s", "time_teacher_s", "time_update_s"):
+            values = np.concatenate([series(rows, key)[1] for rows in per_seed])
+            cols.append(f"{np.median(values):.1f}" if values.size else "-")
+        totals = [series(rows, "step_time_s")[1].sum() / 60 for rows in per_seed]
+        steps = max(int(series(rows, "step_time_s")[0].max(initial=0)) for rows in per_seed)
+        time_rows.append([bench, method, str(len(per_seed)), str(steps), *cols, f"{np.mean(totals):.1f}"])
+    return [
+        ("Success by half of training (%)",
+         ("Mean success in the first and second half of the training steps (training rollouts: every step, "
+          "temperature 1; validation: the held-out slice of the train split, where logged), averaged over "
+          "steps and seeds. The paper: ATOD tracks OPD early, then rises above it."),
+         ["benchmark", "method", "seeds", "train 1st half", "train 2nd half", "validation 1st half",
+          "validation 2nd half"], phase_rows),
+        ("Time per training step (s)",
+         ("Medians over all steps and seeds of the step time and its parts (rollouts, teacher scoring, "
+          "update; validation runs outside the step); the last column is the mean over seeds of the summed "
+          "step times of a run, in minutes."),
+         ["benchmark", "method", "seeds", "steps", "step", "rollout", "teacher", "update", "run (min)"], time_rows),
+    ]
+
+
 def _checkpoint_sentence(c: Comparison) -> str:
     kinds = defaultdict(list)
     for m in c.methods:
@@ -604,10 +731,11 @@ def _splits_sentence(c: Comparison) -> str:
         f"{b}: {', '.join(c.splits[b])}" for b in c.benchmarks) + "."
 
 
-def render_markdown(c: Comparison, plots: dict[str, Path] | None = None) -> str:
-    """report.md: tables, deltas, notes; plots linked by relative path."""
+def render_markdown(c: Comparison, plots: dict[str, Path] | None = None,
+                    extra: Sequence[tuple[str, str, list[str], list[list[str]]]] = ()) -> str:
+    """report.md: tables, deltas, `extra` tables (`training_tables`), notes; plots linked by relative path."""
     lines = ["# ATOD: teacher-vs-student comparison", "", _checkpoint_sentence(c), "", _splits_sentence(c), ""]
-    for title, caption, header, rows in _report_tables(c):
+    for title, caption, header, rows in [*_report_tables(c), *extra]:
         lines += [f"## {title}", "", caption, "", "| " + " | ".join(header) + " |",
                   "|" + "|".join(" --- " for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -627,12 +755,13 @@ td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}tr.teacher t
 .caption{color:#555;font-size:0.9em}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}"""
 
 
-def render_html(c: Comparison, plots_png: dict[str, bytes] | None = None) -> str:
+def render_html(c: Comparison, plots_png: dict[str, bytes] | None = None,
+                extra: Sequence[tuple[str, str, list[str], list[list[str]]]] = ()) -> str:
     """report.html: self-contained (inline CSS, PNGs as base64 data URIs, no external URL)."""
     e = html.escape
     body = ["<h1>ATOD: teacher-vs-student comparison</h1>",
             f"<p>{e(_checkpoint_sentence(c)).replace('**', '')}</p>", f"<p>{e(_splits_sentence(c))}</p>"]
-    for title, caption, header, rows in _report_tables(c):
+    for title, caption, header, rows in [*_report_tables(c), *extra]:
         body.append(f"<h2>{e(title)}</h2><p class='caption'>{e(caption.replace('`', ''))}</p><table>")
         body.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         for r in rows:
@@ -669,7 +798,8 @@ def write_report(
 
     Files: `out_dir/report.md`, `out_dir/report.html` (self-contained), `out_dir/comparison_full.json`,
     `out_dir/plots/*.png` (the success bar chart, and learning curves from `runs`, a sequence of
-    `atod.eval.plots.RunCurves`), and `metrics_path` (comparison.json).
+    `atod.eval.plots.RunCurves`, which also give the report's `training_tables`), and `metrics_path`
+    (comparison.json).
     """
     from atod.eval.plots import plot_learning_curves, plot_success_bars
 
@@ -683,10 +813,12 @@ def write_report(
     for name, p in plots.items():
         paths[f"plot_{name}"] = p
 
+    extra = training_tables(list(runs))
     paths["report_md"] = _write_text(
-        out_dir / "report.md", render_markdown(comparison, {k: p.relative_to(out_dir) for k, p in plots.items()}))
+        out_dir / "report.md",
+        render_markdown(comparison, {k: p.relative_to(out_dir) for k, p in plots.items()}, extra))
     paths["report_html"] = _write_text(
-        out_dir / "report.html", render_html(comparison, {k: p.read_bytes() for k, p in plots.items()}))
+        out_dir / "report.html", render_html(comparison, {k: p.read_bytes() for k, p in plots.items()}, extra))
     paths["comparison_full"] = _write_text(
         out_dir / "comparison_full.json", json.dumps(comparison.to_full_json(), indent=2))
     paths["comparison_json"] = _write_text(Path(metrics_path), json.dumps(comparison.to_json(), indent=2))

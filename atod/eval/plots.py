@@ -3,7 +3,7 @@
 - `plot_success_bars(comparison, path)`: the main table as grouped bars with CI error bars.
 - `plot_learning_curves(runs, out_dir)`: from the training runs' `metrics.jsonl` (one JSON object per
   optimizer step, written by `atod.train.trainer`): success vs step (training rollouts, and validation
-  where logged), kappa/rho vs step, mean T-DUR weight vs step, KL to teacher vs step, mean turns vs step. One column per benchmark, one line per method (the mean over
+  where logged; training success as a 5-step moving mean), kappa/rho vs step, mean T-DUR weight vs step, KL to teacher vs step, mean turns vs step. One column per benchmark, one line per method (the mean over
   seeds, with a min-max band when there are several seeds). A metric no run logged is left out.
 """
 
@@ -28,13 +28,17 @@ if TYPE_CHECKING:
 # figure name -> (title, ((metrics.jsonl keys, axis label), ...)): one row of panels per entry that has
 # data; the first of an entry's keys present in a row is used (the trainer's name first, then aliases).
 CURVES: dict[str, tuple[str, tuple[tuple[tuple[str, ...], str], ...]]] = {
-    "success": ("Success vs step", ((("success",), "training success"), (("val_success",), "validation success"))),
+    "success": ("Success vs step", ((("success",), "training success (5-step mean)"),
+                                    (("val_success",), "validation success"))),
     "schedule": ("Annealing coefficients vs step", ((("kappa",), "kappa (OPD weight)"),
                                                     (("rho",), "rho (GRPO weight)"))),
     "tdur": ("Mean T-DUR weight vs step", ((("tdur_weight_mean", "tdur_mean"), "mean T-DUR weight"),)),
     "kl": ("KL to teacher vs step", ((("kl_teacher", "kl"), "KL(student || teacher)"),)),
     "turns": ("Trajectory length vs step", ((("turns",), "mean turns (training rollouts)"),)),
 }
+# Per-step metrics too noisy to read raw (one step samples a few tasks): a trailing moving mean over this
+# many steps (fewer at the start) is plotted instead.
+SMOOTH_STEPS = {"success": 5}
 _METHOD_COLORS = ("vanilla", "sft", "seqkd", "grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token",
                   "teacher")
 
@@ -88,6 +92,14 @@ def series(rows: Sequence[dict[str, Any]], keys: str | Sequence[str]) -> tuple[n
     return np.asarray(steps), np.asarray(values)
 
 
+def moving_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving mean: element i is the mean of values[max(0, i - window + 1) : i + 1]."""
+    csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    i = np.arange(1, values.size + 1)
+    start = np.maximum(i - window, 0)
+    return (csum[i] - csum[start]) / (i - start)
+
+
 def _mean_over_seeds(per_seed: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
     """Align seeds by step: (steps, mean, min, max) over the seeds that logged each step."""
     by_step: dict[float, list[float]] = defaultdict(list)
@@ -112,6 +124,8 @@ def plot_curves(runs: Sequence[RunCurves], keys: Sequence[tuple[tuple[str, ...],
         rows = read_metrics(run.metrics_path)
         for key, _ in keys:
             steps, values = series(rows, key)
+            if key[0] in SMOOTH_STEPS:
+                values = moving_mean(values, SMOOTH_STEPS[key[0]])
             if steps.size:
                 data[(key, run.benchmark, run.method)].append((steps, values))
     rows_keys = [(k, label) for k, label in keys if any(d[0] == k for d in data)]
