@@ -10,6 +10,10 @@ How stage processes find their parent run (every stage runs in its own process, 
    the parent FINISHED (or FAILED) when it ends and RUNNING again when the next one starts, so the
    parent's status and end time are right whichever stage turns out to be the last.
 3. No DVC ancestor (`atod stage NAME` typed by hand): a parent run of its own, holding this one stage.
+A parent run of cases 2 and 3 is tagged with its invocation (`atod.invocation`: 'pid:start_time'). A
+killed pipeline (Ctrl-C aside: SIGKILL, a closed session) leaves its runs RUNNING; the next stage that
+starts marks every RUNNING parent whose invocation process is gone, and the RUNNING runs under it, KILLED
+(`end_orphaned_runs`), so the MLflow UI does not show dead executions as running.
 
 Every run gets the whole resolved config as params (`Params.flat()`), and tags: git commit, profile,
 stage, the DVC digest of the stage's inputs (`dvc.inputs_md5`, computed with DVC's own hashing rules so
@@ -229,6 +233,41 @@ def end_run(run_id: str, status: str = "FINISHED") -> None:
         MlflowClient().set_terminated(run_id, status=status)
 
 
+def _alive(invocation: str) -> bool:
+    """Whether the process of an invocation key 'pid:start_time' still runs (same pid, same start)."""
+    import psutil
+
+    try:
+        pid, started = invocation.split(":", 1)
+        return abs(psutil.Process(int(pid)).create_time() - float(started)) < 1.0
+    except (ValueError, psutil.Error, OSError):
+        return False
+
+
+def end_orphaned_runs(experiment: str, current: str | None = None) -> list[str]:
+    """Mark KILLED every RUNNING parent run of `experiment` (an id) whose invocation process is gone
+    (other than `current`), and every RUNNING run nested under it; returns their ids. Parents without
+    an invocation tag (owned by a Prefect flow, which ends them itself) are left alone."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    with TrackingClock.measure():
+        parents = client.search_runs([experiment], filter_string="attributes.status = 'RUNNING' and "
+                                     "tags.`atod.kind` = 'pipeline'", max_results=1000)
+    dead = [r.info.run_id for r in parents if (inv := r.data.tags.get("atod.invocation"))
+            and inv != current and not _alive(inv)]
+    ended, todo = [], list(dead)
+    while todo:
+        run_id = todo.pop()
+        with TrackingClock.measure():
+            client.set_terminated(run_id, status="KILLED")
+            todo += [r.info.run_id for r in client.search_runs(
+                [experiment], filter_string=f"attributes.status = 'RUNNING' and tags.mlflow.parentRunId = '{run_id}'",
+                max_results=10000)]
+        ended.append(run_id)
+    return ended
+
+
 def _parent_exists(run_id: str) -> bool:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -255,7 +294,8 @@ def resolve_parent_run(root: Path, params: Any) -> tuple[str, bool]:
             saved = {}
         if saved.get("key") == key and _parent_exists(saved.get("run_id", "")):
             return saved["run_id"], True
-    run_id = create_parent_run(root, params, launcher=launcher,
+    end_orphaned_runs(experiment_id(root), current=key)
+    run_id = create_parent_run(root, params, launcher=launcher, extra_tags={"atod.invocation": key},
                                run_name=f"{'dvc-repro' if launcher == 'dvc' else 'stage'}-{params.profile}-"
                                         f"{time.strftime('%Y%m%d-%H%M%S')}")
     if launcher == "dvc":

@@ -205,6 +205,42 @@ def test_stages_of_one_invocation_nest_under_one_parent(mlflow_db, monkeypatch):
     assert client.get_run(other).data.tags["mlflow.parentRunId"] != parent.info.run_id
 
 
+def test_runs_of_a_killed_invocation_are_marked_killed(mlflow_db, monkeypatch):
+    """A pipeline killed mid-stage leaves its parent, stage and job runs RUNNING; the next invocation's
+    first stage marks them KILLED, and leaves live invocations and flow-owned parents alone."""
+    import subprocess
+
+    import psutil
+    from mlflow import MlflowClient
+
+    from atod.config import load_params
+
+    params = load_params(ROOT / "params.yaml", profile="smoke")
+    client = MlflowClient()
+    gone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    gone_key = f"{gone.pid}:{psutil.Process(gone.pid).create_time():.3f}"
+    gone.wait()
+    me = psutil.Process()
+    killed_parent = tracking.create_parent_run(mlflow_db, params, launcher="dvc",
+                                               extra_tags={"atod.invocation": gone_key})
+    exp = client.get_run(killed_parent).info.experiment_id
+    killed_stage = client.create_run(exp, run_name="train", tags={"mlflow.parentRunId": killed_parent}).info.run_id
+    killed_job = client.create_run(exp, run_name="grpo-alfworld-seed0",
+                                   tags={"mlflow.parentRunId": killed_stage}).info.run_id
+    live = tracking.create_parent_run(mlflow_db, params, launcher="dvc",
+                                      extra_tags={"atod.invocation": f"{me.pid}:{me.create_time():.3f}"})
+    flow_owned = tracking.create_parent_run(mlflow_db, params, launcher="prefect")
+    for run_id in (killed_parent, killed_stage, killed_job):
+        assert client.get_run(run_id).info.status == "RUNNING"
+
+    monkeypatch.setattr(tracking, "invocation_key", lambda: ("dvc", "999999:1.0"))
+    with tracking.stage_run(mlflow_db, "prepare", params):
+        pass
+    for run_id in (killed_parent, killed_stage, killed_job):
+        assert client.get_run(run_id).info.status == "KILLED", run_id
+    assert client.get_run(live).info.status == "RUNNING" and client.get_run(flow_owned).info.status == "RUNNING"
+
+
 def test_parent_from_environment_is_used_and_left_to_its_owner(mlflow_db, monkeypatch):
     from mlflow import MlflowClient
 
