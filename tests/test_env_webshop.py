@@ -24,6 +24,7 @@ from atod.envs.base import Benchmark, Env, Task
 from atod.envs.webshop import SEARCH_PLACEHOLDER, build, load
 from atod.envs.webshop.catalogue import TYPES, Goal, Product, make_goal
 from atod.envs.webshop.config import WebshopConfig
+from atod.envs.webshop.env import WebshopEnv
 from atod.envs.webshop.reward import fuzzy_match, get_reward, get_type_reward
 
 SMALL = WebshopConfig(num_products=60, train_tasks=40, test_tasks=8)
@@ -379,6 +380,48 @@ def test_expert_solves_every_split(profile, seed):
         assert success >= 0.99, (profile, seed, split, success)
         assert all(len(e) - 1 <= bench.max_turns and e[-1].reward == e[-1].info.score for e in episodes)
         assert all(not r.info.invalid for e in episodes for r in e[1:])
+
+
+def test_observable_expert_solves_the_splits_from_what_the_pages_show():
+    """The observable expert wins (nearly) every goal, and nothing hidden steers it: with another
+    product of the same visible goal as the target, it takes exactly the same actions."""
+    bench = build(SMALL.model_copy(update={"expert": "observable"}), seed=0)
+    env = bench.make_env()
+    assert env.expert == "observable"
+    rng = random.Random(0)
+    for split in bench.splits:
+        episodes = [play(env, t, rng, expert(0.0)) for t in bench.tasks(split)]
+        assert success_rate(episodes) >= 0.95, split
+        assert all(not r.info.invalid for e in episodes for r in e[1:])
+    moved = 0
+    for task in bench.tasks("train"):
+        goal = Goal.from_json(task.payload)
+        other = next(p.asin for p in bench.products if p.asin != goal.asin and p.product_type ==
+                     bench.shop.products[goal.asin].product_type)
+        twin = Task(task.benchmark, task.split, task.task_id, task.goal, replace(goal, asin=other).to_json())
+        actions = []
+        for t in (task, twin):
+            env.reset(t)
+            actions.append([])
+            while not env.done:
+                actions[-1].append(env.expert_action(random.Random(0)))
+                env.step(actions[-1][-1])
+        assert actions[0] == actions[1], task.task_id
+        reward_env = WebshopEnv(bench.shop, bench.max_turns, "reward")
+        moved += play(reward_env, task, rng, expert(0.0))[1:] != play(reward_env, twin, rng, expert(0.0))[1:]
+    assert moved > 0  # the reward expert, by contrast, follows the hidden target
+    with pytest.raises(ValueError, match="unknown WebShop expert"):
+        WebshopEnv(bench.shop, 15, "oracle")
+
+
+def test_expert_choice_survives_save_and_load(tmp_path):
+    observable = build(SMALL.model_copy(update={"expert": "observable"}), seed=0)
+    observable.save(tmp_path / "o")
+    assert load(tmp_path / "o").make_env().expert == "observable"
+    reward = build(SMALL, seed=0)
+    reward.save(tmp_path / "r")
+    assert "expert" not in (tmp_path / "r" / "catalogue.json").read_text()  # files of the original format
+    assert load(tmp_path / "r").make_env().expert == "reward"
 
 
 def test_expert_pages_and_falls_back_when_the_query_misses():

@@ -2,8 +2,9 @@
 
 Splits follow verl-agent's use of WebShop: one goal list, the first `test_tasks` goals are `test`, the
 next `train_tasks` are `train` (no goal text in both; products are shared, as in WebShop).
-Files written by `save(directory)`: `catalogue.json` (format, max_turns, products) and one
-`<split>.jsonl` of tasks per split.
+Files written by `save(directory)`: `catalogue.json` (format, max_turns, products, and `expert` unless
+it is the original "reward" expert, so that files written before the option existed load unchanged) and
+one `<split>.jsonl` of tasks per split.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ class WebshopBenchmark:
     name = NAME
     splits = SPLITS
 
-    def __init__(self, products: list[Product], tasks: dict[str, list[Task]], max_turns: int) -> None:
+    def __init__(self, products: list[Product], tasks: dict[str, list[Task]], max_turns: int,
+                 expert: str = "reward") -> None:
         missing = set(SPLITS) - set(tasks)
         if missing:
             raise ValueError(f"WebShop benchmark is missing split(s) {sorted(missing)}")
         self.products = products
         self._tasks = tasks
         self.max_turns = max_turns
+        self.expert = expert
         self.shop = Shop(products)
 
     def tasks(self, split: str) -> list[Task]:
@@ -45,7 +48,7 @@ class WebshopBenchmark:
         return list(self._tasks[split])
 
     def make_env(self) -> WebshopEnv:
-        return WebshopEnv(self.shop, self.max_turns)
+        return WebshopEnv(self.shop, self.max_turns, self.expert)
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
@@ -55,6 +58,8 @@ class WebshopBenchmark:
             "max_turns": self.max_turns,
             "products": [p.to_json() for p in self.products],
         }
+        if self.expert != "reward":
+            catalogue["expert"] = self.expert
         (directory / "catalogue.json").write_text(json.dumps(catalogue, ensure_ascii=False) + "\n")
         for split in SPLITS:
             lines = [json.dumps(t.to_json(), ensure_ascii=False) for t in self._tasks[split]]
@@ -102,7 +107,7 @@ def build(config: WebshopConfig, seed: int) -> WebshopBenchmark:
         "test": _tasks(goals[: config.test_tasks], "test"),
         "train": _tasks(goals[config.test_tasks :], "train"),
     }
-    return WebshopBenchmark(products, tasks, config.max_turns)
+    return WebshopBenchmark(products, tasks, config.max_turns, config.expert)
 
 
 def load(directory: Path) -> WebshopBenchmark:
@@ -123,4 +128,4 @@ def load(directory: Path) -> WebshopBenchmark:
         tasks[split] = [
             Task.from_json(json.loads(line)) for line in split_path.read_text().splitlines() if line
         ]
-    return WebshopBenchmark(products, tasks, int(catalogue["max_turns"]))
+    return WebshopBenchmark(products, tasks, int(catalogue["max_turns"]), catalogue.get("expert", "reward"))

@@ -63,14 +63,32 @@ def parse_action(action: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2).strip().lower()
 
 
+EXPERTS = ("reward", "observable")
+
+
+def price_top(tag: str) -> float:
+    """The highest price a price tag allows: '$50.99 to $66.99' -> 66.99, '$38.99' -> 38.99."""
+    return float(tag.split(" to ")[-1].lstrip("$"))
+
+
+def _type_title(goal: Goal) -> str:
+    """The goal's product type as the instruction names it: its key words minus the attributes."""
+    attributes = " ".join(goal.attributes)
+    return goal.keywords[: len(goal.keywords) - len(attributes)].strip() if attributes else goal.keywords
+
+
 class WebshopEnv:
-    """One WebShop session at a time (see the module docstring for the protocol)."""
+    """One WebShop session at a time (see the module docstring for the protocol). `expert` picks the
+    scripted expert of `expert_action`: "reward" or "observable" (see there)."""
 
     benchmark = "webshop"
 
-    def __init__(self, shop: Shop, max_turns: int = 15) -> None:
+    def __init__(self, shop: Shop, max_turns: int = 15, expert: str = "reward") -> None:
+        if expert not in EXPERTS:
+            raise ValueError(f"unknown WebShop expert {expert!r}; expected one of {', '.join(EXPERTS)}")
         self.shop = shop
         self.max_turns = max_turns
+        self.expert = expert
         self.goal: Goal | None = None
 
     # ---- episode -------------------------------------------------------------------------------
@@ -90,6 +108,8 @@ class WebshopEnv:
         self.options: dict[str, str] = {}
         self._expert_plans: dict[str, tuple[float, dict[str, str]]] = {}
         self._expert_fallback = False
+        self._expert_rejected: set[str] = set()  # observable expert: products it ruled out
+        self._expert_described: dict[str, bool] = {}  # ... and what their descriptions showed
         self.page = search_page(self.goal.instruction_text)
         return StepResult(self.page.text, self.admissible_actions(), 0.0, False, StepInfo(turn=0))
 
@@ -187,7 +207,7 @@ class WebshopEnv:
     def expert_action(self, rng: random.Random, noise: float = 0.0) -> str:
         """The scripted expert's next action; with probability `noise` a random admissible action.
 
-        The expert searches the goal's key words (product type + attributes, all words of the
+        expert "observable" (`_observable_action`) decides from what the pages show. expert "reward": it searches the goal's key words (product type + attributes, all words of the
         instruction), opens the target product, or else the first product on the page that can
         score 1.0 with the right options (privileged: it scores products with the reward function),
         pages through the results if none is visible, selects the goal's option values and buys.
@@ -203,6 +223,8 @@ class WebshopEnv:
                 words = self.goal.keywords.split()
                 action = f"search[{' '.join(rng.sample(words, rng.randint(1, min(4, len(words)))))}]"
             return action
+        if self.expert == "observable":
+            return self._observable_action()
         kind = self.page.kind
         if kind == "search":
             if self._expert_fallback:
@@ -230,6 +252,49 @@ class WebshopEnv:
                     return f"click[{value}]"
             return f"click[{BUY_NOW.lower()}]"
         return f"click[{PREV_PAGE.lower()}]"  # description / features / reviews
+
+    def _observable_action(self) -> str:
+        """The observable expert: only what the instruction and the pages show decides. It searches the
+        goal's key words (product type + attributes, all words of the instruction); on a results page it
+        opens, in rank order, the first product it has not ruled out whose title names the product type
+        and whose shown price (the top of a range) is under the limit, else turns the page (or, with no
+        page left, searches again); on the item page it rules the product out unless every goal option
+        value is offered, reads the description when the title lacks some goal attribute and rules it
+        out unless the description names them all, then selects the goal's option values and buys.
+        `benchmarks/webshop_observable_policy.py` simulates it on a whole split."""
+        goal, kind = self.goal, self.page.kind
+        type_title = _type_title(goal)
+        if kind == "search":
+            return f"search[{goal.keywords}]"
+        if kind == "results":
+            for asin in (c for c in self.page.clickables if c.upper() in self.shop.products):
+                product = self.shop.products[asin.upper()]
+                if (asin.upper() not in self._expert_rejected and type_title in product.title.lower()
+                        and price_top(product.price_tag) <= goal.price_upper):
+                    return f"click[{asin}]"
+            if NEXT_PAGE.lower() in self.page.clickables:
+                return f"click[{NEXT_PAGE.lower()}]"
+            return f"click[{BACK_TO_SEARCH.lower()}]"
+        product = self._product()
+        if kind == "description":
+            self._expert_described[product.asin] = all(
+                a in product.description.lower() for a in goal.attributes if a not in product.title.lower())
+            return f"click[{PREV_PAGE.lower()}]"
+        if kind != "item":
+            return f"click[{PREV_PAGE.lower()}]"
+        if any(value not in product.options.get(name, ()) for name, value in goal.goal_options.items()):
+            self._expert_rejected.add(product.asin)
+        elif any(a not in product.title.lower() for a in goal.attributes):
+            if product.asin not in self._expert_described:
+                return "click[description]"
+            if not self._expert_described[product.asin]:
+                self._expert_rejected.add(product.asin)
+        if product.asin in self._expert_rejected:
+            return f"click[{PREV_PAGE.lower()}]"
+        for value in goal.goal_options.values():
+            if self.options.get(self._option_name(value)) != value:
+                return f"click[{value}]"
+        return f"click[{BUY_NOW.lower()}]"
 
     def _expert_plan(self, asin: str) -> tuple[float, dict[str, str]]:
         """(best reward, option choices) for buying `asin`: per option the value matching the goal best."""
