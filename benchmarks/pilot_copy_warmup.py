@@ -1,0 +1,68 @@
+"""Pilot: can a teacher-sized tiny model learn to copy WebShop's product ids when the tokenizer keeps
+them whole? Training tasks only.
+
+    python benchmarks/pilot_copy_warmup.py VARIANT [STEPS]     (VARIANT: base | ids | ids_obs; STEPS 2000)
+
+A model of `models.teacher`'s architecture (seed 1) is warmed up from scratch on WebShop expert
+demonstrations only (`sft_warmup.teacher` with STEPS steps, no periodic check), then plays the 32
+held-out train tasks (`split_validation`) at temperature 0.4, seed 7, and the copying statistics of
+`benchmarks/diagnose_copying.py` are printed as one JSON line.
+- base: the shipped tokenizer (data/tokenizer), the shipped (reward) expert;
+- ids: the same tokenizer plus every catalogue product id, lower- and upper-case, as added tokens (one
+  token each instead of 8-10 pieces);
+- ids_obs: as ids, with the observable expert's demonstrations (`prepare.webshop.expert: observable`).
+One thread; about 45 minutes each on the 2-core machine while other work runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from diagnose_copying import summarise  # noqa: E402
+
+from atod.agent.models import build_tiny_model, load_tokenizer  # noqa: E402
+from atod.agent.rollout import collect_rollouts  # noqa: E402
+from atod.config import load_params  # noqa: E402
+from atod.envs import load_benchmark  # noqa: E402
+from atod.train.sft import sft_on_benchmarks  # noqa: E402
+from atod.train.trainer import split_validation  # noqa: E402
+
+VARIANTS = ("base", "ids", "ids_obs")
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in VARIANTS:
+        sys.exit(f"usage: python benchmarks/pilot_copy_warmup.py {{{'|'.join(VARIANTS)}}} [STEPS]")
+    variant, steps = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    torch.set_num_threads(1)
+    p = load_params("params.yaml")
+    bench = load_benchmark("webshop", "data/benchmarks/webshop")
+    tok = load_tokenizer("data/tokenizer")
+    if variant.endswith("_obs"):
+        bench.expert = "observable"
+    if variant.startswith("ids"):
+        asins = sorted(bench.make_env().shop.products)
+        tok.add_tokens([a.lower() for a in asins] + asins)
+    model = build_tiny_model(p.models.teacher, tok, seed=1)
+    cfg = p.sft_warmup.teacher.model_copy(update={"steps": steps, "eval_every": 0})
+    t0 = time.time()
+    model, _ = sft_on_benchmarks(model, tok, [bench], cfg, 0, agent_cfg=p.agent, progress=False)
+    sft_s = time.time() - t0
+    _, tasks = split_validation(bench.tasks("train"), 32)
+    batch = collect_rollouts(model, tok, bench, tasks, samples_per_task=1, temperature=0.4, agent_cfg=p.agent,
+                             seed=7, split="train", device="cpu")
+    turns = [(t.action or "", t.prompt, t.invalid) for e in batch.episodes for t in e.turns]
+    episodes = [(e.won, e.num_turns, e.invalid_steps) for e in batch.episodes]
+    print(json.dumps({"variant": variant, "steps": steps, "vocab": len(tok), "sft_s": round(sft_s),
+                      **summarise(turns, episodes),
+                      "score": round(sum(e.score for e in batch.episodes) / len(batch.episodes), 3), "sample_actions": [t[0] for t in turns[:12]]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
