@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from diagnose_copying import summarise  # noqa: E402
+from diagnose_copying import summarise
 
-from atod.agent.models import build_tiny_model, load_tokenizer  # noqa: E402
-from atod.agent.rollout import collect_rollouts  # noqa: E402
-from atod.config import load_params  # noqa: E402
-from atod.envs import load_benchmark  # noqa: E402
-from atod.train.sft import sft_on_benchmarks  # noqa: E402
-from atod.train.trainer import split_validation  # noqa: E402
+from atod.agent.models import build_tiny_model, load_tokenizer
+from atod.agent.rollout import collect_rollouts
+from atod.config import load_params
+from atod.envs import load_benchmark
+from atod.train.sft import sft_on_benchmarks
+from atod.train.trainer import split_validation
 
 VARIANTS = ("base", "ids", "ids_obs")
 
