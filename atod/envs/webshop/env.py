@@ -207,7 +207,8 @@ class WebshopEnv:
     def expert_action(self, rng: random.Random, noise: float = 0.0) -> str:
         """The scripted expert's next action; with probability `noise` a random admissible action.
 
-        expert "observable" (`_observable_action`) decides from what the pages show. expert "reward": it searches the goal's key words (product type + attributes, all words of the
+        Expert "observable" decides from what the pages show (`_observable_action`). Expert "reward"
+        searches the goal's key words (product type + attributes, all words of the
         instruction), opens the target product, or else the first product on the page that can
         score 1.0 with the right options (privileged: it scores products with the reward function),
         pages through the results if none is visible, selects the goal's option values and buys.
@@ -261,16 +262,18 @@ class WebshopEnv:
         page left, searches again); on the item page it rules the product out unless every goal option
         value is offered, reads the description when the title lacks some goal attribute and rules it
         out unless the description names them all, then selects the goal's option values and buys.
-        `benchmarks/webshop_observable_policy.py` simulates it on a whole split."""
+        `benchmarks/webshop_observable_policy.py` plays it on whole splits."""
         goal, kind = self.goal, self.page.kind
-        type_title = _type_title(goal)
+
+        def candidate(product: Product) -> bool:  # what the results page shows: type and price
+            return (product.asin not in self._expert_rejected and _type_title(goal) in product.title.lower()
+                    and price_top(product.price_tag) <= goal.price_upper)
+
         if kind == "search":
             return f"search[{goal.keywords}]"
         if kind == "results":
             for asin in (c for c in self.page.clickables if c.upper() in self.shop.products):
-                product = self.shop.products[asin.upper()]
-                if (asin.upper() not in self._expert_rejected and type_title in product.title.lower()
-                        and price_top(product.price_tag) <= goal.price_upper):
+                if candidate(self.shop.products[asin.upper()]):
                     return f"click[{asin}]"
             if NEXT_PAGE.lower() in self.page.clickables:
                 return f"click[{NEXT_PAGE.lower()}]"
@@ -282,7 +285,8 @@ class WebshopEnv:
             return f"click[{PREV_PAGE.lower()}]"
         if kind != "item":
             return f"click[{PREV_PAGE.lower()}]"
-        if any(value not in product.options.get(name, ()) for name, value in goal.goal_options.items()):
+        if not candidate(product) or any(value not in product.options.get(name, ())
+                                         for name, value in goal.goal_options.items()):
             self._expert_rejected.add(product.asin)
         elif any(a not in product.title.lower() for a in goal.attributes):
             if product.asin not in self._expert_described:
