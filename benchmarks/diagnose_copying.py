@@ -52,10 +52,10 @@ def copied(argument: str, prompt: str) -> bool:
     return bool(words) and all(w in seen for w in words)
 
 
-def summarise(turns: list[tuple[str, str, bool]], episodes: list[tuple[bool, int, int]]) -> dict:
-    """turns: (action or '', prompt, invalid); episodes: (won, turns, invalid steps)."""
+def summarise(turns: list[tuple[str, str]], episodes: list[tuple[bool, int, int]]) -> dict:
+    """turns: (action or '', prompt); episodes: (won, turns, invalid steps)."""
     per_verb: dict[str, list[bool]] = defaultdict(list)
-    for action, prompt, _ in turns:
+    for action, prompt in turns:
         if not action:
             per_verb["(no action)"].append(False)
             continue
@@ -68,7 +68,7 @@ def summarise(turns: list[tuple[str, str, bool]], episodes: list[tuple[bool, int
                                for v, c in sorted(per_verb.items(), key=lambda kv: -len(kv[1]))}}
 
 
-def expert_turns(bench, tasks, seed: int) -> tuple[list[tuple[str, str, bool]], list[tuple[bool, int, int]]]:
+def expert_turns(bench, tasks, seed: int) -> tuple[list[tuple[str, str]], list[tuple[bool, int, int]]]:
     """The scripted expert (no noise) on the tasks: its actions against the observation text it saw."""
     rng = random.Random(seed)
     turns, episodes = [], []
@@ -81,7 +81,7 @@ def expert_turns(bench, tasks, seed: int) -> tuple[list[tuple[str, str, bool]], 
             action = env.expert_action(rng, 0.0)
             if not action:
                 break
-            turns.append((action, "\n".join(seen), False))
+            turns.append((action, "\n".join(seen)))
             result = env.step(action)
             n += 1
             invalid += int(result.info.invalid)
@@ -113,7 +113,7 @@ def main() -> None:
             batch = collect_rollouts(model, tokenizer, bench, tasks, samples_per_task=args.samples,
                                      temperature=args.temperature, agent_cfg=p.agent, seed=args.seed, split="train",
                                      device="cpu")
-            turns = [(t.action or "", t.prompt, t.invalid) for e in batch.episodes for t in e.turns]
+            turns = [(t.action or "", t.prompt) for e in batch.episodes for t in e.turns]
             episodes = [(e.won, e.num_turns, e.invalid_steps) for e in batch.episodes]
             print(json.dumps({"model": path, "benchmark": name, "temperature": args.temperature,
                               **summarise(turns, episodes)}), flush=True)

@@ -57,7 +57,7 @@ def main() -> None:
     _, tasks = split_validation(bench.tasks("train"), 32)
     batch = collect_rollouts(model, tok, bench, tasks, samples_per_task=1, temperature=0.4, agent_cfg=p.agent,
                              seed=7, split="train", device="cpu")
-    turns = [(t.action or "", t.prompt, t.invalid) for e in batch.episodes for t in e.turns]
+    turns = [(t.action or "", t.prompt) for e in batch.episodes for t in e.turns]
     episodes = [(e.won, e.num_turns, e.invalid_steps) for e in batch.episodes]
     print(json.dumps({"variant": variant, "steps": steps, "vocab": len(tok), "sft_s": round(sft_s),
                       **summarise(turns, episodes),

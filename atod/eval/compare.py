@@ -321,6 +321,12 @@ class Comparison:
         }
 
 
+def order_benchmarks(benchmarks: Iterable[str]) -> list[str]:
+    """The distinct benchmarks in `atod.envs.BENCHMARKS` order, unknown ones after, alphabetically."""
+    present = set(benchmarks)
+    return [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
+
+
 def order_methods(methods: Iterable[str]) -> list[str]:
     """Paper order: vanilla, sft, seqkd, grpo, opd, atod, ablations, others alphabetically, teacher."""
     methods = set(methods)
@@ -522,8 +528,7 @@ def build_comparison(records: Sequence[EvalRecord], cfg: CompareConfig) -> Compa
 
     notes: list[str] = []
     boot = _Bootstrap(cfg)
-    present = {r.benchmark for r in records}
-    benchmarks = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
+    benchmarks = order_benchmarks(r.benchmark for r in records)
     methods = order_methods(r.method for r in records)
     if TEACHER not in methods:
         notes.append("no teacher records: student-minus-teacher deltas are not reported")
@@ -671,8 +676,8 @@ def training_tables(runs: Sequence[Any]) -> list[tuple[str, str, list[str], list
             by_key[(run.benchmark, run.method)].append(rows)
     if not by_key:
         return []
-    keys = sorted(by_key, key=lambda k: (BENCHMARKS.index(k[0]) if k[0] in BENCHMARKS else len(BENCHMARKS), k[0],
-                                         order_methods([k[1], *METHOD_ORDER]).index(k[1])))
+    methods = order_methods({m for _, m in by_key})
+    keys = [(b, m) for b in order_benchmarks(b for b, _ in by_key) for m in methods if (b, m) in by_key]
 
     def halves(per_seed: list[list[dict[str, Any]]], key: str) -> tuple[str, str]:
         first, second = [], []
@@ -693,8 +698,9 @@ def training_tables(runs: Sequence[Any]) -> list[tuple[str, str, list[str], list
         for key in ("step_time_s", "time_rollout_s", "time_teacher_s", "time_update_s"):
             values = np.concatenate([series(rows, key)[1] for rows in per_seed])
             cols.append(f"{np.median(values):.1f}" if values.size else "-")
-        totals = [series(rows, "step_time_s")[1].sum() / 60 for rows in per_seed]
-        steps = max(int(series(rows, "step_time_s")[0].max(initial=0)) for rows in per_seed)
+        step_times = [series(rows, "step_time_s") for rows in per_seed]
+        totals = [times.sum() / 60 for _, times in step_times]
+        steps = max(int(at.max(initial=0)) for at, _ in step_times)
         time_rows.append([bench, method, str(len(per_seed)), str(steps), *cols, f"{np.mean(totals):.1f}"])
     return [
         ("Success by half of training (%)",

@@ -3,8 +3,9 @@
 - `plot_success_bars(comparison, path)`: the main table as grouped bars with CI error bars.
 - `plot_learning_curves(runs, out_dir)`: from the training runs' `metrics.jsonl` (one JSON object per
   optimizer step, written by `atod.train.trainer`): success vs step (training rollouts, and validation
-  where logged; training success as a 5-step moving mean), kappa/rho vs step, mean T-DUR weight vs step, KL to teacher vs step, mean turns vs step. One column per benchmark, one line per method (the mean over
-  seeds, with a min-max band when there are several seeds). A metric no run logged is left out.
+  where logged; training success as a 5-step moving mean), kappa/rho vs step, mean T-DUR weight vs
+  step, KL to teacher vs step, mean turns vs step. One column per benchmark, one line per method (the
+  mean over seeds, with a min-max band when there are several seeds). A metric no run logged is left out.
 """
 
 from __future__ import annotations
