@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 from atod.agent.config import TokenizerSpec
 from atod.agent.prompts import extract_action
 from atod.agent.tokenizer import CHAT_TEMPLATE, TAG_TOKENS, build_tokenizer, stop_token_ids
+from atod.envs.webshop.env import parse_action
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["You arrive at cabinet 1. On the cabinet 1, you see a apple 2, and a mug 1.", "go to cabinet 12",
@@ -84,10 +85,12 @@ def _benchmarks():
     return [build_benchmark(name, prepare) for name in BENCHMARKS]
 
 
-def test_expert_actions_round_trip_on_every_benchmark():
+@pytest.mark.parametrize("whole_terms", [False, True])
+def test_expert_actions_round_trip_on_every_benchmark(whole_terms):
     benchmarks = _benchmarks()
     texts = [t for b in benchmarks for t in b.corpus_texts()]
-    tok = build_tokenizer(texts, TokenizerSpec())
+    terms = [t for b in benchmarks for t in b.copy_terms()] if whole_terms else []
+    tok = build_tokenizer(texts, TokenizerSpec(), terms)
     rng = random.Random(0)
     for bench in benchmarks:
         for split in bench.splits:
@@ -101,5 +104,35 @@ def test_expert_actions_round_trip_on_every_benchmark():
                     wrapped = action if bench.name == "searchqa" else f"<action>{action}</action>"
                     decoded = tok.decode(tok.encode(wrapped, add_special_tokens=False), skip_special_tokens=True)
                     expected = action if bench.name == "searchqa" else " ".join(action.split()).lower()
-                    assert extract_action(bench.name, decoded) == extract_action(bench.name, wrapped) == expected
+                    got = extract_action(bench.name, decoded)
+                    if whole_terms:  # a whole term puts a space before the next piece: `click[b0x... ]`
+                        got = got.replace(" ]", "]")
+                        assert tok.encode(got) == tok.encode(expected)  # what the history re-encodes
+                    assert got == extract_action(bench.name, wrapped) == expected
                     result = env.step(extract_action(bench.name, decoded))
+
+
+def test_whole_terms_are_one_token_in_prompts_and_actions():
+    """Product ids and entity names become one token each, the same token in an observation as in the
+    action that copies it, and never matched inside a longer word."""
+    terms = ["b07abc123x", "B07ABC123X", "Valdor", "Karboth"]
+    tok = build_tokenizer(TEXTS, TokenizerSpec(vocab_size=512), terms)
+    plain = build_tokenizer(TEXTS, TokenizerSpec(vocab_size=512))
+    assert len(plain) < len(tok) <= len(plain) + len(terms)  # a term already in the vocabulary keeps its id
+    ids = {t: tok.convert_tokens_to_ids(t) for t in terms}
+
+    def pieces(text):
+        return tok.encode(text, add_special_tokens=False)
+
+    assert ids["b07abc123x"] in pieces("| click[b07abc123x] | click[< prev]")
+    assert ids["b07abc123x"] in pieces("<action>click[b07abc123x]</action>")
+    assert ids["B07ABC123X"] in pieces("[SEP] B07ABC123X [SEP] Red Shoes")
+    assert ids["Valdor"] in pieces('Doc 1(Title: "Valdor") Valdor is a city.')
+    assert pieces("<search>Karboth Valdor</search>")[1:4] == [ids["Karboth"], tok.convert_tokens_to_ids("Ġ"),
+                                                              ids["Valdor"]]
+    added = {i for i in ids.values() if i >= len(plain)}  # "Valdor" was a BPE piece already
+    assert len(added) == 3 and not added & set(pieces("Valdorian Karbothson xb07abc123x"))
+    clicked = extract_action("webshop", tok.decode(pieces("<action>click[b07abc123x]</action>")))
+    assert clicked == "click[b07abc123x ]" and parse_action(clicked) == ("click", "b07abc123x")
+    assert tok.decode(pieces("<answer>Karboth Valdor</answer>")) == "<answer>Karboth Valdor</answer>"
+    assert build_tokenizer(TEXTS, TokenizerSpec(vocab_size=512), terms[::-1]).get_vocab() == tok.get_vocab()

@@ -143,6 +143,8 @@ def test_names_are_fictional_and_unambiguous(bench):
     # Every entity has its own article(s); a person has two (early life, career).
     for e in kb.entities():
         assert len(kb.passage_ids(e.name)) == (2 if e in kb.people else 1)
+    # They are what the embedded tokenizer may keep whole (`models.tokenizer.whole_terms`).
+    assert bench.copy_terms() == sorted(words)
 
 
 def test_corpus_lines_are_the_search_r1_format(bench):

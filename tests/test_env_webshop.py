@@ -481,3 +481,15 @@ def test_corpus_texts_cover_goals_pages_and_actions(bench):
     assert all(p.title in joined and p.description in joined for p in bench.products)
     assert "Thank you for shopping with us!" in joined and "click[buy now]" in texts
     assert any(t.startswith("search[") and t != SEARCH_PLACEHOLDER for t in texts)
+
+
+def test_copy_terms_are_every_product_id_as_shown_and_as_clicked(bench):
+    terms = bench.copy_terms()
+    assert len(terms) == 2 * len(bench.products) and terms == sorted(terms)
+    env = bench.make_env()
+    result = env.reset(bench.tasks("train")[0])
+    result = env.step(env.expert_action(random.Random(0)))  # the first search: a results page
+    shown = [c for c in result.admissible_actions if c.startswith("click[b0")]
+    assert shown and all(c[len("click["):-1] in terms for c in shown)
+    assert all(c[len("click["):-1].upper() in terms and c[len("click["):-1].upper() in result.observation
+               for c in shown)

@@ -50,6 +50,9 @@ class TokenizerSpec(Section):
     source: Literal["embedded", "pretrained"] = "embedded"
     vocab_size: int = Field(2048, ge=64, le=262144)
     min_frequency: int = Field(1, ge=1)
+    whole_terms: bool = Field(False, description=(
+        "embedded only: add each benchmark's copy_terms (WebShop product ids, Search-QA name words) as "
+        "one token, so a tiny model trained from scratch can copy them from its prompt"))
 
 
 class ModelsConfig(Section):

@@ -69,10 +69,17 @@ def _prompt_boilerplate() -> list[str]:
     return texts
 
 
-def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec) -> PreTrainedTokenizerFast:
+def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec,
+                    whole_terms: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     """Learn a byte-level BPE tokenizer of at most `spec.vocab_size` tokens from `texts` (benchmark
     corpus texts; the prompt templates' own words are added here) and wrap it as a HF fast tokenizer with
-    pad/unk/bos/eos, the tag tokens and a ChatML chat template. Deterministic for the same texts."""
+    pad/unk/bos/eos, the tag tokens and a ChatML chat template. Deterministic for the same texts.
+
+    `whole_terms` (the benchmarks' `copy_terms`: product ids, entity names) become one added token each,
+    on top of `spec.vocab_size`, matched only as whole words. A 10-character id is 8-10 BPE pieces,
+    which a tiny model trained from scratch does not learn to copy from its prompt; one token it does.
+    Like the tags they cut the text into segments, so the piece after one gets a prefix space
+    (`click[b0ae5rru5o ]` decodes with a space before `]`)."""
     alphabet = _ascii_alphabet()
     floor = len(alphabet) + len(SPECIAL_TOKENS) + len(TAG_TOKENS)
     if spec.vocab_size <= floor:
@@ -93,6 +100,8 @@ def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec) -> PreTrainedToke
     # The trainer counts words, so the order of texts does not change the result.
     tok.train_from_iterator(corpus, trainer=trainer)
     tok.add_tokens([AddedToken(t, single_word=False, normalized=False, special=False) for t in TAG_TOKENS])
+    terms = sorted(set(whole_terms))
+    tok.add_tokens([AddedToken(t, single_word=True, normalized=False, special=False) for t in terms])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token=PAD,

@@ -109,3 +109,9 @@ class Benchmark(Protocol):
     def corpus_texts(self) -> list[str]:
         """Representative texts (observations, goals, actions) for building a tokenizer."""
         ...
+
+    def copy_terms(self) -> list[str]:
+        """Rare strings the agent must copy verbatim from what it is shown (WebShop product ids,
+        Search-QA entity names), sorted; the embedded tokenizer can keep each one token
+        (`models.tokenizer.whole_terms`). Empty where every argument is a frequent word (ALFWorld)."""
+        ...

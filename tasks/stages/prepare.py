@@ -33,16 +33,18 @@ def prepare(params, root: Path, run: StageRun) -> dict[str, Any]:
 
     summary: dict[str, Any] = {"benchmarks": {}}
     corpus: list[str] = []
+    terms: list[str] = []
     for name in tqdm(params.prepare.benchmarks, desc="prepare: benchmarks"):
         bench = build_benchmark(name, params.prepare)
         bench.save(fresh_dir(root / BENCH_DIR / name))
         summary["benchmarks"][name] = {split: len(bench.tasks(split)) for split in bench.splits}
         corpus.extend(bench.corpus_texts())
+        terms.extend(bench.copy_terms())
         run.log_metrics({f"tasks/{name}/{split}": n for split, n in summary["benchmarks"][name].items()})
 
     spec = params.models.tokenizer
     if spec.source == "embedded":
-        tokenizer = build_tokenizer(corpus, spec)
+        tokenizer = build_tokenizer(corpus, spec, terms if spec.whole_terms else ())
     else:
         tokenizer = load_tokenizer(params.models.student.name_or_path)
     tokenizer.save_pretrained(fresh_dir(root / TOKENIZER_DIR))

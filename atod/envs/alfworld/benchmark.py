@@ -47,6 +47,10 @@ class AlfworldBenchmark:
             with open(directory / f"{split}.jsonl", "w") as f:
                 f.writelines(json.dumps(task.to_json(), sort_keys=True) + "\n" for task in self._tasks[split])
 
+    def copy_terms(self) -> list[str]:
+        """None: every argument (objects, receptacles) is a frequent word of the vocabulary."""
+        return []
+
     def corpus_texts(self) -> list[str]:
         """Goals, observations and commands of expert episodes (a few per split, with and without noise),
         every task's intro and object names, and the fixed texts (for the tokenizer's vocabulary)."""

@@ -236,6 +236,10 @@ class OfficialAlfworldBenchmark:
             with open(directory / f"{split}.jsonl", "w") as f:
                 f.writelines(json.dumps(task.to_json(), sort_keys=True) + "\n" for task in self._tasks[split])
 
+    def copy_terms(self) -> list[str]:
+        """None: every argument (objects, receptacles) is a frequent word of the vocabulary."""
+        return []
+
     def corpus_texts(self, episodes_per_split: int = 5) -> list[str]:
         """Observations and commands of a few planner-expert episodes per split."""
         texts: list[str] = [NOTHING_HAPPENS]

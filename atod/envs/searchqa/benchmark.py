@@ -18,7 +18,7 @@ from pathlib import Path
 from atod.envs.base import Task
 from atod.envs.searchqa.config import SearchQAConfig
 from atod.envs.searchqa.env import BENCHMARK, SearchQAEnv
-from atod.envs.searchqa.kb import KnowledgeBase, Passage, generate_kb
+from atod.envs.searchqa.kb import ORGANISATION_KINDS, KnowledgeBase, Passage, generate_kb
 from atod.envs.searchqa.protocol import INVALID_FEEDBACK
 from atod.envs.searchqa.questions import TEMPLATES, check_out_of_domain_templates, sample_questions
 from atod.envs.searchqa.retrieval import BM25Index, read_corpus_jsonl
@@ -92,6 +92,12 @@ class SearchQABenchmark:
         _write_jsonl(directory / "corpus.jsonl", [p.to_json() for p in self.kb.passages])
         for split in SPLITS:
             _write_jsonl(directory / f"{split}.jsonl", [t.to_json() for t in self._tasks[split]])
+
+    def copy_terms(self) -> list[str]:
+        """Every generated name word (countries, cities, people's first and last names, the first word
+        of organisations), as written in passages and questions."""
+        words = {w for e in self.kb.entities() for w in e.name.split()}
+        return sorted(words - set(ORGANISATION_KINDS))
 
     def corpus_texts(self) -> list[str]:
         """Every passage and question (so every entity name is in the vocabulary), the feedback text,

@@ -232,6 +232,11 @@ class RemoteSearchQABenchmark:
             topk=int(meta["topk"]),
         )
 
+    def copy_terms(self) -> list[str]:
+        """None known: the corpus is the server's (a real retriever serves real names, which a
+        pretrained tokenizer already handles)."""
+        return []
+
     def corpus_texts(self) -> list[str]:
         """Questions, gold answers, the feedback text and a few expert episodes per split (queries the
         server)."""

@@ -65,6 +65,10 @@ class WebshopBenchmark:
             lines = [json.dumps(t.to_json(), ensure_ascii=False) for t in self._tasks[split]]
             (directory / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines))
 
+    def copy_terms(self) -> list[str]:
+        """Every product id, upper-case as result pages show it and lower-case as clicks name it."""
+        return sorted({p.asin for p in self.products} | {p.asin.lower() for p in self.products})
+
     def corpus_texts(self) -> list[str]:
         """Every goal, every product's item and sub-page texts, and a few expert episodes per split
         (clean and noisy: observations, admissible actions, actions). Enough for a vocabulary."""
