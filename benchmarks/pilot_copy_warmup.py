@@ -1,15 +1,18 @@
-"""Pilot: can a teacher-sized tiny model learn to copy WebShop's product ids when the tokenizer keeps
-them whole? Training tasks only.
+"""Pilot: can a teacher-sized tiny model learn to copy WebShop's product ids (or Search-QA's names) when
+the tokenizer keeps them whole? Training tasks only.
 
-    python benchmarks/pilot_copy_warmup.py VARIANT [STEPS]     (VARIANT: base | ids | ids_obs; STEPS 2000)
+    python benchmarks/pilot_copy_warmup.py VARIANT [STEPS] [BENCHMARK]
+        (VARIANT: base | ids | ids_obs; STEPS 2000; BENCHMARK webshop | searchqa, default webshop)
 
-A model of `models.teacher`'s architecture (seed 1) is warmed up from scratch on WebShop expert
+A model of `models.teacher`'s architecture (seed 1) is warmed up from scratch on BENCHMARK's expert
 demonstrations only (`sft_warmup.teacher` with STEPS steps, no periodic check), then plays the 32
 held-out train tasks (`split_validation`) at temperature 0.4, seed 7, and the copying statistics of
 `benchmarks/diagnose_copying.py` are printed as one JSON line.
 - base: the shipped tokenizer (data/tokenizer), the shipped (reward) expert;
-- ids: the same tokenizer plus every catalogue product id, lower- and upper-case, as added tokens (one
-  token each instead of 8-10 pieces);
+- ids: the same tokenizer plus the benchmark's `copy_terms()` as added tokens (every catalogue product id,
+  lower- and upper-case: one token each instead of 8-10 pieces; Search-QA's name words), as
+  `models.tokenizer.whole_terms: true` adds them (before that option existed the WebShop pilots added
+  the ids as plain added tokens, not restricted to whole words);
 - ids_obs: as ids, with the observable expert's demonstrations (`prepare.webshop.expert: observable`).
 One thread; about 45 minutes each on the 2-core machine while other work runs.
 """
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from tokenizers import AddedToken
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from diagnose_copying import summarise
@@ -38,17 +42,17 @@ VARIANTS = ("base", "ids", "ids_obs")
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in VARIANTS:
-        sys.exit(f"usage: python benchmarks/pilot_copy_warmup.py {{{'|'.join(VARIANTS)}}} [STEPS]")
+        sys.exit(f"usage: python benchmarks/pilot_copy_warmup.py {{{'|'.join(VARIANTS)}}} [STEPS] [webshop|searchqa]")
     variant, steps = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    name = sys.argv[3] if len(sys.argv) > 3 else "webshop"
     torch.set_num_threads(1)
     p = load_params("params.yaml")
-    bench = load_benchmark("webshop", "data/benchmarks/webshop")
+    bench = load_benchmark(name, f"data/benchmarks/{name}")
     tok = load_tokenizer("data/tokenizer")
     if variant.endswith("_obs"):
         bench.expert = "observable"
     if variant.startswith("ids"):
-        asins = sorted(bench.make_env().shop.products)
-        tok.add_tokens([a.lower() for a in asins] + asins)
+        tok.add_tokens([AddedToken(t, single_word=True, normalized=False) for t in bench.copy_terms()])
     model = build_tiny_model(p.models.teacher, tok, seed=1)
     cfg = p.sft_warmup.teacher.model_copy(update={"steps": steps, "eval_every": 0})
     t0 = time.time()
@@ -59,7 +63,7 @@ def main() -> None:
                              seed=7, split="train", device="cpu")
     turns = [(t.action or "", t.prompt) for e in batch.episodes for t in e.turns]
     episodes = [(e.won, e.num_turns, e.invalid_steps) for e in batch.episodes]
-    print(json.dumps({"variant": variant, "steps": steps, "vocab": len(tok), "sft_s": round(sft_s),
+    print(json.dumps({"variant": variant, "benchmark": name, "steps": steps, "vocab": len(tok), "sft_s": round(sft_s),
                       **summarise(turns, episodes),
                       "score": round(sum(e.score for e in batch.episodes) / len(batch.episodes), 3), "sample_actions": [t[0] for t in turns[:12]]}), flush=True)
 
