@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TINY_ARCH, tiny_searchqa
+from pydantic import ValidationError
 
 from atod.agent.config import AgentConfig, ModelSpec, TinyArch
 from atod.agent.models import build_tiny_model
@@ -118,3 +119,36 @@ def test_sft_check_runs_on_train_tasks_no_demo_used(searchqa):
     assert [s for s, _ in checks] == [2, 4]
     assert stats["searchqa_check_tasks"] == 5  # 20 train tasks, 12 used by demonstrations
     assert all(0.0 <= m["check/searchqa/success"] <= 1.0 for _, m in checks)
+
+
+def test_epoch_pool_weighs_turns_or_benchmarks():
+    from atod.train.sft import epoch_pool
+
+    names = ["a", "a", "b", "a", "a"]
+    assert epoch_pool(names, "turns") == [0, 1, 2, 3, 4]
+    assert epoch_pool(names, "benchmarks") == [0, 1, 2, 2, 2, 2, 3, 4]  # a: 4 -> x1, b: 1 -> x4
+    # ALFWorld / WebShop / Search-QA demonstration steps of the whole-terms pilot teacher: 9125 / 7938 / 2626
+    # -> repeats 1 / round(1.15) = 1 / round(3.47) = 3
+    pool = epoch_pool(["alf"] * 9125 + ["web"] * 7938 + ["sqa"] * 2626, "benchmarks")
+    assert len(pool) == 9125 + 7938 + 3 * 2626 and pool.count(9125 + 7938) == 3
+    assert epoch_pool([], "benchmarks") == []
+    with pytest.raises(ValueError, match="balance"):
+        epoch_pool(names, "tokens")
+    with pytest.raises(ValidationError, match="balance"):
+        SFTRun(balance="tokens")
+
+
+def test_train_sft_epochs_follow_the_balance(searchqa):
+    """3 Search-QA examples and 1 'other': an epoch is 4 sequences by turns, 3 + 3 by benchmarks, so with 2
+    sequences a step the second epoch starts at step 3 by turns and at step 4 by benchmarks."""
+    _, tok = searchqa
+    ex = [SFTExample(f"question {i}?", "<answer>blue</answer>", "searchqa") for i in range(3)]
+    ex.append(SFTExample("other?", "<search>q</search>", "other"))
+    epochs = {}
+    for balance in ("turns", "benchmarks"):
+        logged = []
+        train_sft(build_tiny_model(TINY, tok, seed=0), tok, ex,
+                  SFTRun(steps=4, sequences_per_step=2, warmup_steps=0, balance=balance), seed=0, agent_cfg=AGENT,
+                  log=lambda m, s, logged=logged: logged.append(m["epoch"]), log_every=1, progress=False)
+        epochs[balance] = logged
+    assert epochs == {"turns": [0.0, 0.0, 1.0, 1.0], "benchmarks": [0.0, 0.0, 0.0, 1.0]}

@@ -23,6 +23,10 @@ class SFTRun(Section):
     eval_every: int = Field(0, ge=0, description="every N steps, success on train tasks no demonstration "
                             "used (a learning curve that never touches evaluation splits); 0 = never")
     eval_tasks: int = Field(32, ge=1, description="tasks per benchmark for that check (at eval temperature)")
+    balance: Literal["turns", "benchmarks"] = Field(
+        "turns", description="what an epoch weighs equally: 'turns' = every demonstration step once (long "
+        "episodes dominate: ALFWorld and WebShop give 3-4x Search-QA's steps); 'benchmarks' = each "
+        "benchmark's steps repeated to about as many as the largest benchmark's")
 
 
 class SFTWarmupConfig(Section):

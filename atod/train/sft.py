@@ -147,6 +147,24 @@ def sft_loss(model, ids_B_T: torch.Tensor, attn_B_T: torch.Tensor, labels_B_T: t
     return loss / max(n, 1), n
 
 
+def epoch_pool(benchmarks: Sequence[str], balance: str) -> list[int]:
+    """Example indices that make one epoch. `benchmarks[i]` is example i's benchmark.
+
+    'turns': every example once, `[0, 1, ..., n-1]`. 'benchmarks': each benchmark's examples repeated
+    `round(largest count / its count)` times (at least once), in index order, so that every benchmark
+    gives about as many sequences per epoch: counts a=4, b=1 -> [0, 1, 2, 3, 4, 4, 4, 4]."""
+    if balance == "turns":
+        return list(range(len(benchmarks)))
+    if balance != "benchmarks":
+        raise ValueError(f"balance must be 'turns' or 'benchmarks', got {balance!r}")
+    counts: dict[str, int] = {}
+    for b in benchmarks:
+        counts[b] = counts.get(b, 0) + 1
+    largest = max(counts.values(), default=0)
+    repeats = {b: max(1, round(largest / n)) for b, n in counts.items()}
+    return [i for i, b in enumerate(benchmarks) for _ in range(repeats[b])]
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
                            group_batches: int = 16) -> list[list[int]]:
     """One epoch of example indices in batches of `batch_size` (the last may be smaller), grouped by
@@ -203,7 +221,8 @@ def train_sft(
     rng = random.Random(f"sft-order-{seed}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, run))
-    lengths = [len(ids) for ids, _ in data]
+    pool = epoch_pool([ex.benchmark for ex in examples], run.balance)
+    lengths = [len(data[i][0]) for i in pool]
     batches: list[list[int]] = []
     epoch = -1
     model.train()
@@ -213,7 +232,7 @@ def train_sft(
         if not batches:
             epoch += 1
             batches = length_grouped_batches(lengths, run.sequences_per_step, rng)
-        batch = [data[i] for i in batches.pop()]
+        batch = [data[pool[i]] for i in batches.pop()]
         ids_B_T, attn_B_T, labels_B_T = (x.to(device) for x in collate(batch, pad_id))
         loss, _ = sft_loss(model, ids_B_T, attn_B_T, labels_B_T)
         if not torch.isfinite(loss):
