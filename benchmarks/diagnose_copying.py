@@ -27,7 +27,7 @@ from atod.agent.models import load_model, load_tokenizer
 from atod.agent.rollout import collect_rollouts
 from atod.config import load_params
 from atod.envs import load_benchmark
-from atod.train.trainer import split_validation
+from atod.train.splits import split_validation
 
 WORD = re.compile(r"[a-z0-9]+")
 ACTION = re.compile(r"^\s*([a-z]+)\s*(?:\[(.*)\]|(.*))$", re.DOTALL)

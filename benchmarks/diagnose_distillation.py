@@ -23,7 +23,7 @@ from atod.agent.models import load_model, load_tokenizer
 from atod.agent.rollout import collect_rollouts
 from atod.config import load_params
 from atod.envs import load_benchmark
-from atod.train.trainer import split_validation
+from atod.train.splits import split_validation
 
 
 def token_roles(tokenizer, ids: list[int]) -> list[str]:

@@ -36,7 +36,7 @@ from atod.agent.models import build_tiny_model, load_tokenizer
 from atod.agent.rollout import collect_rollouts
 from atod.config import load_params
 from atod.envs import load_benchmark
-from atod.train.sft import expert_demonstrations, train_sft
+from atod.train.sft import expert_demonstrations, train_sft, unused_tasks
 
 VARIANTS = ("base", "ids", "ids_obs")
 
@@ -61,8 +61,7 @@ def main() -> None:
                                      seed=0, agent_cfg=p.agent)
     model = train_sft(model, tok, demos, cfg, 0, agent_cfg=p.agent, progress=False)
     sft_s = time.time() - t0
-    used = {d.task_id for d in demos}
-    tasks = [t for t in bench.tasks("train") if t.task_id not in used][:32]
+    tasks = unused_tasks(bench.tasks("train"), demos, 32)
     batch = collect_rollouts(model, tok, bench, tasks, samples_per_task=1, temperature=0.4, agent_cfg=p.agent,
                              seed=7, split="train", device="cpu")
     turns = [(t.action or "", t.prompt) for e in batch.episodes for t in e.turns]

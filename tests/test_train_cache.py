@@ -61,3 +61,15 @@ def test_sft_examples_successful_only():
 def test_missing_cache_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="cache_teacher stage"):
         load_teacher_cache(tmp_path)
+
+
+def test_cache_tasks_leave_out_the_validation_slice(setup):
+    from atod.train.splits import split_validation
+    from atod.train.teacher_cache import cache_tasks
+
+    bench = setup[0]
+    _, valid = split_validation(bench.tasks("train"), 4)
+    every = cache_tasks(bench, 100, seed=0, holdout=4)
+    assert len(every) == len(bench.tasks("train")) - 4
+    assert not {t.task_id for t in every} & {t.task_id for t in valid}
+    assert cache_tasks(bench, 5, seed=0, holdout=4) == every[:5]  # the same seeded order, cut

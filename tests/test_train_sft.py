@@ -69,6 +69,40 @@ def test_loss_on_kept_logits_equals_full_loss(searchqa):
     assert n == int((labels != -100).sum()) and loss.item() == pytest.approx(full.item(), rel=1e-5)
 
 
+class _FixedLogits(torch.nn.Module):
+    """A stand-in model whose logits are a fixed (B, T, V) table, cut to the last `logits_to_keep`."""
+
+    def __init__(self, logits_B_T_V):
+        super().__init__()
+        self.logits_B_T_V = logits_B_T_V
+
+    def forward(self, input_ids, attention_mask, position_ids, use_cache, logits_to_keep=0):
+        from types import SimpleNamespace
+        return SimpleNamespace(logits=self.logits_B_T_V[:, -logits_to_keep:])
+
+
+def test_prompt_loss_weight_adds_the_prompt_tokens_cross_entropy():
+    # V = 2. Row 0: [pad, p=1, p=0, r=1]; row 1: [p=0, p=1, r=0, r=1]. Logits are 0 (p = 1/2) except
+    # those that predict the prompt tokens: row 0 position 1 gives token 0 p = 3/4 (logit ln 3), row 1
+    # position 0 gives token 1 p = 1/4 (logit -ln 3 on token 1). Row 0 position 0 (pad) predicts nothing.
+    import math
+    ids = torch.tensor([[9, 1, 0, 1], [0, 1, 0, 1]])
+    attn = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    labels = torch.tensor([[-100, -100, -100, 1], [-100, -100, 0, 1]])
+    logits = torch.zeros(2, 4, 2)
+    logits[0, 1, 0] = math.log(3)
+    logits[1, 0, 1] = -math.log(3)
+    logits[0, 0, 0] = 50.0  # the pad position's prediction must not count
+    model = _FixedLogits(logits)
+    response_ce = math.log(2)  # 3 response tokens, each p = 1/2
+    prompt_ce = (-math.log(3 / 4) - math.log(1 / 4)) / 2  # row 0: p -> 0 at 3/4; row 1: p -> 1 at 1/4
+    loss0, n = sft_loss(model, ids, attn, labels)
+    loss1, _ = sft_loss(model, ids, attn, labels, prompt_weight=0.5)
+    assert n == 3
+    assert loss0.item() == pytest.approx(response_ce, rel=1e-6)
+    assert loss1.item() == pytest.approx(response_ce + 0.5 * prompt_ce, rel=1e-6)
+
+
 def test_sft_teaches_the_format(searchqa):
     bench, tok = searchqa
     torch.set_num_threads(1)
@@ -119,6 +153,31 @@ def test_sft_check_runs_on_train_tasks_no_demo_used(searchqa):
     assert [s for s, _ in checks] == [2, 4]
     assert stats["searchqa_check_tasks"] == 5  # 20 train tasks, 12 used by demonstrations
     assert all(0.0 <= m["check/searchqa/success"] <= 1.0 for _, m in checks)
+
+
+def test_warm_up_never_sees_the_validation_slice(searchqa, monkeypatch):
+    """Demonstrations and the check leave out the last `holdout` train tasks (what `train` validates on)."""
+    from atod.train.sft import sft_on_benchmarks
+    from atod.train.splits import split_validation
+
+    bench, tok = searchqa
+    _, valid = split_validation(bench.tasks("train"), 4)
+    seen: list[str] = []
+    run = SFTRun(episodes_per_benchmark=40, steps=1, sequences_per_step=4, warmup_steps=0, eval_every=1, eval_tasks=5)
+    import atod.train.sft as sft_mod
+    real = sft_mod.expert_demonstrations
+
+    def spy(*args, **kwargs):
+        demos, st = real(*args, **kwargs)
+        seen.extend(d.task_id for d in demos)
+        return demos, st
+
+    monkeypatch.setattr(sft_mod, "expert_demonstrations", spy)
+    _, stats = sft_on_benchmarks(build_tiny_model(TINY, tok, seed=0), tok, [bench], run, 0, agent_cfg=AGENT,
+                                 holdout=4, progress=False)
+    assert len(set(seen)) == 16  # 40 episodes cycle through the 20 - 4 tasks left
+    assert not set(seen) & {t.task_id for t in valid}
+    assert stats["searchqa_check_tasks"] == 0  # every task outside the validation slice was demonstrated
 
 
 def test_epoch_pool_weighs_turns_or_benchmarks():

@@ -255,7 +255,7 @@ def test_generated_logprobs_match_token_logprobs():
 
 
 def test_validation_slice_is_held_out_of_training():
-    from atod.train.trainer import split_validation
+    from atod.train.splits import split_validation
 
     tasks = list(range(10))
     train_part, valid = split_validation(tasks, 3)

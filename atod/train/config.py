@@ -23,6 +23,9 @@ class SFTRun(Section):
     eval_every: int = Field(0, ge=0, description="every N steps, success on train tasks no demonstration "
                             "used (a learning curve that never touches evaluation splits); 0 = never")
     eval_tasks: int = Field(32, ge=1, description="tasks per benchmark for that check (at eval temperature)")
+    prompt_loss_weight: float = Field(
+        0.0, ge=0.0, description="weight of a language-model loss on the prompt tokens (observations) added to "
+        "the response loss; 0 = response tokens only")
     balance: Literal["turns", "benchmarks"] = Field(
         "turns", description="what an epoch weighs equally: 'turns' = every demonstration step once (long "
         "episodes dominate: ALFWorld and WebShop give 3-4x Search-QA's steps); 'benchmarks' = each "

@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from atod.agent.config import AgentConfig
 from atod.agent.prompts import render_prompt
 from atod.agent.rollout import collect_rollouts, encode_prompt
-from atod.envs.base import Benchmark
+from atod.envs.base import Benchmark, Task
 from atod.train.config import SFTRun
+from atod.train.splits import split_validation
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -57,12 +58,13 @@ def expert_demonstrations(
     noise: float,
     seed: int,
     agent_cfg: AgentConfig,
+    tasks: Sequence[Task] | None = None,
 ) -> tuple[list[SFTExample], dict[str, float]]:
     """Play `n_episodes` episodes with the benchmark's scripted expert (a random action with
-    probability `noise` per step) on tasks of `split` (a seeded permutation, cycled if needed) and
-    return one (prompt, response) example per step, plus stats (episodes, steps, expert success rate).
-    Deterministic in `seed`."""
-    tasks = benchmark.tasks(split)
+    probability `noise` per step) on tasks of `split` (or on `tasks`, a subset of it; a seeded
+    permutation, cycled if needed) and return one (prompt, response) example per step, plus stats
+    (episodes, steps, expert success rate). Deterministic in `seed`."""
+    tasks = list(benchmark.tasks(split) if tasks is None else tasks)
     if not tasks:
         raise ValueError(f"benchmark {benchmark.name!r} has no tasks in split {split!r}")
     rng = random.Random(f"sft-demos-{benchmark.name}-{split}-{seed}")
@@ -90,6 +92,13 @@ def expert_demonstrations(
     stats = {"episodes": float(n_episodes), "steps": float(len(examples)),
              "expert_success": won / max(n_episodes, 1)}
     return examples, stats
+
+
+def unused_tasks(tasks: Sequence[Task], examples: Sequence[SFTExample], n: int) -> list[Task]:
+    """The first `n` of `tasks` (in order) that no example was demonstrated on: where a warm-up checks
+    itself on training tasks it has not seen."""
+    used = {e.task_id for e in examples}
+    return [t for t in tasks if t.task_id not in used][:n]
 
 
 def tokenize_examples(
@@ -129,22 +138,38 @@ def collate(items: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[torch.
     return ids_B_T, attn_B_T, labels_B_T
 
 
-def sft_loss(model, ids_B_T: torch.Tensor, attn_B_T: torch.Tensor, labels_B_T: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over the response tokens (labels != -100); returns (loss, n tokens).
+def sft_loss(model, ids_B_T: torch.Tensor, attn_B_T: torch.Tensor, labels_B_T: torch.Tensor,
+             prompt_weight: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the response tokens (labels != -100), plus `prompt_weight` x
+    the mean cross-entropy over the prompt tokens (every attended token after a row's first that is not
+    a response token); returns (loss, n response tokens).
 
-    Only the last K+1 positions' logits are computed (K = the longest response, which left padding
-    puts at the end of every row): the vocabulary projection and the softmax skip the prompt."""
+    ids_B_T, attn_B_T, labels_B_T: left-padded batch from `collate`.
+    With `prompt_weight == 0` only the last K+1 positions' logits are computed (K = the longest
+    response, which left padding puts at the end of every row): the vocabulary projection and the
+    softmax skip the prompt. With `prompt_weight > 0` the model is also trained as a language model of
+    its prompts (the observations: passages, product pages), which is where a model trained from
+    scratch learns to look things up in its context and copy them."""
     labelled_T = (labels_B_T != -100).any(0)
     first = int(labelled_T.nonzero().min()) if labelled_T.any() else ids_B_T.shape[1] - 1
-    keep = ids_B_T.shape[1] - first + 1  # the position before the first response token predicts it
+    keep = ids_B_T.shape[1] if prompt_weight > 0 else ids_B_T.shape[1] - first + 1
     position_ids_B_T = (attn_B_T.cumsum(-1) - 1).clamp(min=0)
     logits_B_K_V = model(input_ids=ids_B_T, attention_mask=attn_B_T, position_ids=position_ids_B_T,
                          use_cache=False, logits_to_keep=keep).logits
     targets_B_K = labels_B_T[:, -keep:][:, 1:]
     n = int((targets_B_K != -100).sum())
-    loss = torch.nn.functional.cross_entropy(logits_B_K_V[:, :-1].float().reshape(-1, logits_B_K_V.shape[-1]),
-                                             targets_B_K.reshape(-1), ignore_index=-100, reduction="sum")
-    return loss / max(n, 1), n
+    logits_flat = logits_B_K_V[:, :-1].float().reshape(-1, logits_B_K_V.shape[-1])
+    loss = torch.nn.functional.cross_entropy(logits_flat, targets_B_K.reshape(-1), ignore_index=-100,
+                                             reduction="sum") / max(n, 1)
+    if prompt_weight > 0:
+        # prompt targets: attended tokens whose predecessor is attended too, minus the response tokens
+        prompt_B_T1 = (attn_B_T[:, 1:] * attn_B_T[:, :-1]).bool() & (labels_B_T[:, 1:] == -100)
+        prompt_targets = ids_B_T[:, 1:].masked_fill(~prompt_B_T1, -100)
+        m = int(prompt_B_T1.sum())
+        prompt_ce = torch.nn.functional.cross_entropy(logits_flat, prompt_targets.reshape(-1), ignore_index=-100,
+                                                      reduction="sum") / max(m, 1)
+        loss = loss + prompt_weight * prompt_ce
+    return loss, n
 
 
 def epoch_pool(benchmarks: Sequence[str], balance: str) -> list[int]:
@@ -234,7 +259,7 @@ def train_sft(
             batches = length_grouped_batches(lengths, run.sequences_per_step, rng)
         batch = [data[pool[i]] for i in batches.pop()]
         ids_B_T, attn_B_T, labels_B_T = (x.to(device) for x in collate(batch, pad_id))
-        loss, _ = sft_loss(model, ids_B_T, attn_B_T, labels_B_T)
+        loss, _ = sft_loss(model, ids_B_T, attn_B_T, labels_B_T, run.prompt_loss_weight)
         if not torch.isfinite(loss):
             raise RuntimeError(f"SFT loss is not finite at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
                                "lower sft lr or check the data")
@@ -271,22 +296,27 @@ def sft_on_benchmarks(
     seed: int,
     *,
     agent_cfg: AgentConfig,
+    holdout: int = 0,
     log: LogFn | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> tuple[object, dict[str, float]]:
     """Stage helper: expert demonstrations (`run.episodes_per_benchmark` episodes at `run.expert_noise`
-    on each benchmark's train split), mixed, then `train_sft`. Returns (model, demo stats)."""
+    on each benchmark's train split minus its last `holdout` tasks, the validation slice that `train`
+    holds out: `atod.train.splits.split_validation`), mixed, then `train_sft`. The check plays train
+    tasks outside that slice that no demonstration used. Returns (model, demo stats)."""
     examples: list[SFTExample] = []
     stats: dict[str, float] = {}
     unused: dict[str, list] = {}
     for bench in benchmarks:
+        pool = bench.tasks("train")
+        if holdout:
+            pool, _ = split_validation(pool, holdout)
         demos, st = expert_demonstrations(bench, "train", n_episodes=run.episodes_per_benchmark,
-                                          noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg)
+                                          noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg, tasks=pool)
         examples += demos
         stats.update({f"{bench.name}_{k}": v for k, v in st.items()})
-        used = {d.task_id for d in demos}
-        unused[bench.name] = [t for t in bench.tasks("train") if t.task_id not in used][:run.eval_tasks]
+        unused[bench.name] = unused_tasks(pool, demos, run.eval_tasks)
         stats[f"{bench.name}_check_tasks"] = float(len(unused[bench.name]))
     stats["examples"] = float(len(examples))
 

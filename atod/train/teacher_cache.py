@@ -28,15 +28,19 @@ from atod.envs.base import Benchmark
 from atod.train.checkpoint import atomic_write_dir
 from atod.train.config import CacheTeacherConfig
 from atod.train.sft import SFTExample
+from atod.train.splits import split_validation
 from atod.types import RolloutBatch
 
 MANIFEST = "manifest.json"
 CACHE_VERSION = 1
 
 
-def cache_tasks(benchmark: Benchmark, n: int, seed: int):
-    """The first `n` training tasks of a seeded permutation (all of them if there are fewer)."""
+def cache_tasks(benchmark: Benchmark, n: int, seed: int, holdout: int = 0):
+    """The first `n` training tasks of a seeded permutation (all of them if there are fewer), never one
+    of the last `holdout` (the validation slice `train` holds out: `atod.train.splits.split_validation`)."""
     tasks = benchmark.tasks("train")
+    if holdout:
+        tasks, _ = split_validation(tasks, holdout)
     order = list(range(len(tasks)))
     random.Random(f"teacher-cache-{benchmark.name}-{seed}").shuffle(order)
     return [tasks[i] for i in order[:n]]
@@ -83,12 +87,14 @@ def cache_teacher_trajectories(
     out_dir: str | Path,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    holdout: int = 0,
 ) -> dict[str, Any]:
-    """Roll the teacher out on `cfg.tasks_per_benchmark` training tasks (`cfg.samples_per_task` each, at
-    `cfg.temperature`, seed `cfg.seed`) and write the cache to `out_dir` atomically. Returns the manifest."""
+    """Roll the teacher out on `cfg.tasks_per_benchmark` training tasks outside the last `holdout` (the
+    validation slice; `cache_tasks`), `cfg.samples_per_task` each, at `cfg.temperature`, seed `cfg.seed`,
+    and write the cache to `out_dir` atomically. Returns the manifest."""
     from atod.agent.rollout import collect_rollouts
 
-    tasks = cache_tasks(benchmark, cfg.tasks_per_benchmark, cfg.seed)
+    tasks = cache_tasks(benchmark, cfg.tasks_per_benchmark, cfg.seed, holdout)
     batch = collect_rollouts(teacher, tokenizer, benchmark, tasks, samples_per_task=cfg.samples_per_task,
                              temperature=cfg.temperature, agent_cfg=agent_cfg, seed=cfg.seed, split="train",
                              device=device, progress=progress)

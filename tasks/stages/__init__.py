@@ -75,9 +75,9 @@ STAGES = ("prepare", "sft_teacher", "sft_student", "cache_teacher", "train", "ev
 # list (tests compare).
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "prepare": ("prepare", "models"),
-    "sft_teacher": ("prepare.benchmarks", "sft_warmup.seed", "sft_warmup.teacher", "models", "agent"),
-    "sft_student": ("prepare.benchmarks", "sft_warmup.seed", "sft_warmup.student", "models", "agent"),
-    "cache_teacher": ("prepare.benchmarks", "cache_teacher", "models", "agent"),
+    "sft_teacher": ("prepare.benchmarks", "sft_warmup.seed", "sft_warmup.teacher", "models", "agent", "train.eval_tasks"),
+    "sft_student": ("prepare.benchmarks", "sft_warmup.seed", "sft_warmup.student", "models", "agent", "train.eval_tasks"),
+    "cache_teacher": ("prepare.benchmarks", "cache_teacher", "models", "agent", "train.eval_tasks"),
     "train": ("train", "models", "agent"),
     "evaluate": ("evaluate", "models", "agent", "train.methods", "train.benchmarks", "train.seeds"),
     "compare": ("compare", "train.methods", "train.benchmarks", "train.seeds"),

@@ -43,7 +43,8 @@ def cache_teacher(params, root: Path, run: StageRun) -> dict[str, Any]:
     examples = []
     for name, bench in tqdm(benchmarks.items(), desc="cache_teacher: benchmarks"):
         manifest = cache_teacher_trajectories(teacher, teacher_tok, bench, cfg=cfg, agent_cfg=params.agent,
-                                              out_dir=root / CACHE_DIR / name, device=device)
+                                              out_dir=root / CACHE_DIR / name, device=device,
+                                              holdout=params.train.eval_tasks)
         summary["cache"][name] = {k: manifest[k] for k in ("success_rate", "mean_reward", "mean_turns",
                                                             "num_episodes", "generated_tokens")}
         run.log_metrics({f"teacher_train/{name}/{k}": v for k, v in summary["cache"][name].items()})

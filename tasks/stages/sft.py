@@ -48,7 +48,8 @@ def _warm_up(params, root: Path, run: StageRun, role: str) -> dict[str, Any]:
     with run.child(f"sft-{role}", role=role) as log:
         log_last = _LastMetrics(log)
         model, stats = sft_on_benchmarks(model, tokenizer, benchmarks, cfg, params.sft_warmup.seed + offset,
-                                         agent_cfg=params.agent, log=log_last, device=device)
+                                         agent_cfg=params.agent, holdout=params.train.eval_tasks, log=log_last,
+                                         device=device)
         log({f"demo/{k}": v for k, v in stats.items()}, cfg.steps)
     _save_model(model, tokenizer, root / out)
     summary = {"demo": stats, "final": log_last.last, "steps": cfg.steps}

@@ -49,11 +49,11 @@ from tasks.stages.common import (
 
 def make_validation_fn(params, benchmark, tokenizer, device) -> Callable[[Any, int], dict[str, float]]:
     """eval_fn(model, step) for the trainer: success etc. on the validation slice of the train split
-    (its last `train.eval_tasks` tasks, which training never samples: `atod.train.trainer.split_validation`),
+    (its last `train.eval_tasks` tasks, which training never samples: `atod.train.splits.split_validation`),
     so best-checkpoint selection never looks at an evaluation split."""
     from atod.eval.config import EvaluateConfig
     from atod.eval.evaluate import evaluate_policy
-    from atod.train.trainer import split_validation
+    from atod.train.splits import split_validation
 
     # Built from `train` alone (not the `evaluate` section), so that evaluation settings do not rerun training.
     cfg = EvaluateConfig(tasks_per_split=params.train.eval_tasks, bootstrap_samples=10, num_transcripts=0)
