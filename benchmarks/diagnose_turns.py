@@ -34,8 +34,7 @@ from atod.agent.rollout import encode_prompt, sample_responses
 from atod.agent.tokenizer import stop_token_ids
 from atod.config import load_params
 from atod.envs import load_benchmark
-from atod.train.sft import action_response, expert_demonstrations, unused_tasks
-from atod.train.splits import split_validation
+from atod.train.sft import action_response, unused_tasks, warmup_demonstrations
 
 SEED_OFFSET = {"teacher": 0, "student": 1}  # as tasks/stages/sft.py
 
@@ -66,11 +65,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     for name in args.benchmarks or p.prepare.benchmarks:
         bench = load_benchmark(name, f"data/benchmarks/{name}")
-        pool = bench.tasks("train")
-        if holdout:
-            pool, _ = split_validation(pool, holdout)
-        demos, _ = expert_demonstrations(bench, "train", n_episodes=run.episodes_per_benchmark, noise=run.expert_noise,
-                                         seed=p.sft_warmup.seed + SEED_OFFSET[args.role], agent_cfg=p.agent, tasks=pool)
+        pool, demos, _ = warmup_demonstrations(bench, run, p.sft_warmup.seed + SEED_OFFSET[args.role],
+                                               agent_cfg=p.agent, holdout=holdout)
         if args.seen:
             demonstrated = {d.task_id for d in demos}
             tasks = [t for t in pool if t.task_id in demonstrated][:args.tasks]

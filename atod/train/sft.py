@@ -101,6 +101,19 @@ def unused_tasks(tasks: Sequence[Task], examples: Sequence[SFTExample], n: int) 
     return [t for t in tasks if t.task_id not in used][:n]
 
 
+def warmup_demonstrations(benchmark: Benchmark, run: SFTRun, seed: int, *, agent_cfg: AgentConfig,
+                          holdout: int = 0) -> tuple[list[Task], list[SFTExample], dict[str, float]]:
+    """What a warm-up draws on: (the train tasks it may use, i.e. the split minus its last `holdout`
+    tasks, the validation slice `train` holds out; `run.episodes_per_benchmark` expert demonstrations
+    at `run.expert_noise` on them; their stats)."""
+    pool = benchmark.tasks("train")
+    if holdout:
+        pool, _ = split_validation(pool, holdout)
+    demos, stats = expert_demonstrations(benchmark, "train", n_episodes=run.episodes_per_benchmark,
+                                         noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg, tasks=pool)
+    return list(pool), demos, stats
+
+
 def tokenize_examples(
     tokenizer, examples: Sequence[SFTExample], *, max_prompt_tokens: int, max_response_tokens: int
 ) -> list[tuple[list[int], int]]:
@@ -301,19 +314,14 @@ def sft_on_benchmarks(
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> tuple[object, dict[str, float]]:
-    """Stage helper: expert demonstrations (`run.episodes_per_benchmark` episodes at `run.expert_noise`
-    on each benchmark's train split minus its last `holdout` tasks, the validation slice that `train`
-    holds out: `atod.train.splits.split_validation`), mixed, then `train_sft`. The check plays train
+    """Stage helper: expert demonstrations on each benchmark's train split minus its last `holdout`
+    tasks (`warmup_demonstrations`), mixed, then `train_sft`. The check plays train
     tasks outside that slice that no demonstration used. Returns (model, demo stats)."""
     examples: list[SFTExample] = []
     stats: dict[str, float] = {}
     unused: dict[str, list] = {}
     for bench in benchmarks:
-        pool = bench.tasks("train")
-        if holdout:
-            pool, _ = split_validation(pool, holdout)
-        demos, st = expert_demonstrations(bench, "train", n_episodes=run.episodes_per_benchmark,
-                                          noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg, tasks=pool)
+        pool, demos, st = warmup_demonstrations(bench, run, seed, agent_cfg=agent_cfg, holdout=holdout)
         examples += demos
         stats.update({f"{bench.name}_{k}": v for k, v in st.items()})
         unused[bench.name] = unused_tasks(pool, demos, run.eval_tasks)
