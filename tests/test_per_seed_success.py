@@ -1,0 +1,45 @@
+"""benchmarks/per_seed_success.py: per-seed success from evaluate records, hand-computed."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "per_seed_success.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("per_seed_success", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(method, seed, split, won, checkpoint="final", benchmark="alfworld"):
+    return {"method": method, "benchmark": benchmark, "split": split, "seed": seed,
+            "checkpoint": checkpoint, "won": won}
+
+
+RECORDS = [
+    _record("atod", 0, "valid_seen", [1, 0]), _record("atod", 0, "valid_unseen", [1, 1]),   # 3 of 4
+    _record("atod", 1, "valid_seen", [0, 0]), _record("atod", 1, "valid_unseen", [1, 0]),   # 1 of 4
+    _record("atod", 0, "valid_seen", [0, 0], checkpoint="best"),                            # ignored
+    _record("atod", 0, "test", [0, 0, 0], benchmark="webshop"),                             # ignored
+    _record("sft", 0, "valid_seen", [1, 0]), _record("sft", 0, "valid_unseen", [0, 0]),     # 1 of 4
+]
+
+
+def test_per_seed_pools_splits_of_one_benchmark_and_checkpoint():
+    success = _module().per_seed(RECORDS, "alfworld", "final")
+    assert success == {("atod", 0): 75.0, ("atod", 1): 25.0, ("sft", 0): 25.0}
+
+
+def test_cli_compares_a_single_run_model_with_every_seed(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True, check=True).stdout
+    assert "atod - sft" in out and "+50.0 / +0.0   mean +25.0" in out
+    missing = subprocess.run([sys.executable, str(SCRIPT), str(path), "--benchmark", "searchqa"],
+                             check=False, capture_output=True, text=True)
+    assert missing.returncode != 0 and "no 'final' records for benchmark 'searchqa'" in missing.stderr
