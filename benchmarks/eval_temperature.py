@@ -6,9 +6,10 @@
 Run in a project checkout after `evaluate` (it reads params.yaml and the models under data/). It plays the
 same evaluation tasks as the `evaluate` stage (`evaluate.tasks_per_split` of every evaluation split, one
 episode each, the same seed) with only the temperature changed, final checkpoints, and prints each model's
-success pooled over splits with its 95% bootstrap CI. A question this answers: do the trained methods
-differ at the temperature they were trained at (`agent.train_temperature`) as they do at the sharper
-evaluation temperature? Uses torch and the atod library only.
+success pooled over splits with its 95% bootstrap CI, per seed, and the share of invalid steps. A
+question this answers: do the trained methods differ at the temperature they were trained at
+(`agent.train_temperature`) as they do at the sharper evaluation temperature? Uses torch and the atod
+library only.
 """
 
 import argparse
@@ -55,6 +56,7 @@ def main() -> None:
         spec = params.models.teacher if method == "teacher" else params.models.student
         pooled: list[float] = []
         per_seed = []
+        steps = invalid = 0
         for seed, path in model_dirs(method, args.benchmark, args.seeds):
             if not path.is_dir():
                 raise SystemExit(f"no model for {method} seed {seed} at {path}: run the pipeline first")
@@ -64,13 +66,15 @@ def main() -> None:
                 result = evaluate_policy(model, tokenizer, bench, split, cfg=params.evaluate, agent=agent, device="cpu")
                 outcomes = [float(e["won"]) for e in result["episodes"]]
                 won += outcomes
+                steps += sum(e["num_turns"] for e in result["episodes"])
+                invalid += sum(e["invalid_steps"] for e in result["episodes"])
                 rows.append({"method": method, "seed": seed, "split": split, "temperature": args.temperature,
                              "won": outcomes})
             per_seed.append(100 * sum(won) / len(won))
             pooled += won
         low, high = bootstrap_ci(pooled)
         print(f"{method:10s} {100 * sum(pooled) / len(pooled):5.1f} [{100 * low:.1f}, {100 * high:.1f}]   seeds "
-              + " / ".join(f"{s:.1f}" for s in per_seed))
+              + " / ".join(f"{s:.1f}" for s in per_seed) + f"   invalid steps {100 * invalid / steps:.1f}%")
     if args.out:
         Path(args.out).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
