@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--benchmark", default="alfworld")
     parser.add_argument("--methods", nargs="+", default=["sft", "opd", "atod", "grpo"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", help="write one JSON line per model and split (episode outcomes included)")
+    parser.add_argument("--out", help="write one JSON line per model and split in the evaluate stage's records format "
+                                      "(plus `temperature`), so benchmarks/per_seed_success.py reads it")
     args = parser.parse_args()
     if args.temperature <= 0:
         raise SystemExit(f"--temperature must be > 0, got {args.temperature}")
@@ -68,8 +69,8 @@ def main() -> None:
                 won += outcomes
                 steps += sum(e["num_turns"] for e in result["episodes"])
                 invalid += sum(e["invalid_steps"] for e in result["episodes"])
-                rows.append({"method": method, "seed": seed, "split": split, "temperature": args.temperature,
-                             "won": outcomes})
+                rows.append({"method": method, "benchmark": args.benchmark, "split": split, "seed": seed,
+                             "checkpoint": "final", "temperature": args.temperature, "won": outcomes})
             per_seed.append(100 * sum(won) / len(won))
             pooled += won
         low, high = bootstrap_ci(pooled)
