@@ -13,14 +13,15 @@ library only.
 """
 
 import argparse
-import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from atod.agent.models import load_model, load_tokenizer
 from atod.config import load_params
 from atod.envs import EVAL_SPLITS, load_benchmark
+from atod.eval.compare import EvalRecord, save_records
 from atod.eval.evaluate import evaluate_policy
 from atod.eval.stats import bootstrap_ci
 
@@ -41,8 +42,8 @@ def main() -> None:
     parser.add_argument("--benchmark", default="alfworld")
     parser.add_argument("--methods", nargs="+", default=["sft", "opd", "atod", "grpo"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", help="write one JSON line per model and split in the evaluate stage's records format "
-                                      "(plus `temperature`), so benchmarks/per_seed_success.py reads it")
+    parser.add_argument("--out", help="write the episodes as evaluation records (atod.eval.compare.save_records, the "
+                                      "evaluate stage's format), which benchmarks/per_seed_success.py reads")
     args = parser.parse_args()
     if args.temperature <= 0:
         raise SystemExit(f"--temperature must be > 0, got {args.temperature}")
@@ -51,33 +52,30 @@ def main() -> None:
     agent = params.agent.model_copy(update={"eval_temperature": args.temperature})
     bench = load_benchmark(args.benchmark, Path("data/benchmarks") / args.benchmark)
     torch.set_num_threads(params.models.torch_threads or torch.get_num_threads())
-    rows = []
+    records: list[EvalRecord] = []
     print(f"{args.benchmark}, T = {args.temperature}, {params.evaluate.tasks_per_split} tasks per split, final checkpoints")
     for method in args.methods:
         spec = params.models.teacher if method == "teacher" else params.models.student
-        pooled: list[float] = []
         per_seed = []
-        steps = invalid = 0
+        mine: list[EvalRecord] = []
         for seed, path in model_dirs(method, args.benchmark, args.seeds):
             if not path.is_dir():
                 raise SystemExit(f"no model for {method} seed {seed} at {path}: run the pipeline first")
             model, tokenizer = load_model(path, spec, device="cpu"), load_tokenizer(path)
-            won = []
-            for split in EVAL_SPLITS[args.benchmark]:
-                result = evaluate_policy(model, tokenizer, bench, split, cfg=params.evaluate, agent=agent, device="cpu")
-                outcomes = [float(e["won"]) for e in result["episodes"]]
-                won += outcomes
-                steps += sum(e["num_turns"] for e in result["episodes"])
-                invalid += sum(e["invalid_steps"] for e in result["episodes"])
-                rows.append({"method": method, "benchmark": args.benchmark, "split": split, "seed": seed,
-                             "checkpoint": "final", "temperature": args.temperature, "won": outcomes})
-            per_seed.append(100 * sum(won) / len(won))
-            pooled += won
-        low, high = bootstrap_ci(pooled)
-        print(f"{method:10s} {100 * sum(pooled) / len(pooled):5.1f} [{100 * low:.1f}, {100 * high:.1f}]   seeds "
-              + " / ".join(f"{s:.1f}" for s in per_seed) + f"   invalid steps {100 * invalid / steps:.1f}%")
+            seed_records = [EvalRecord.from_result(evaluate_policy(model, tokenizer, bench, split, cfg=params.evaluate,
+                                                                   agent=agent, device="cpu"),
+                                                   method=method, seed=seed, checkpoint="final")
+                            for split in EVAL_SPLITS[args.benchmark]]
+            per_seed.append(100 * np.concatenate([r.won_E for r in seed_records]).mean())
+            mine += seed_records
+        won = np.concatenate([r.won_E for r in mine])
+        invalid = sum(r.invalid_E.sum() for r in mine) / sum(r.turns_E.sum() for r in mine)
+        low, high = bootstrap_ci(won)
+        print(f"{method:10s} {100 * won.mean():5.1f} [{100 * low:.1f}, {100 * high:.1f}]   seeds "
+              + " / ".join(f"{s:.1f}" for s in per_seed) + f"   invalid steps {100 * invalid:.1f}%")
+        records += mine
     if args.out:
-        Path(args.out).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        save_records(records, args.out)
 
 
 if __name__ == "__main__":

@@ -10,29 +10,28 @@ every seed), with the mean over seeds.
 
 import argparse
 import collections
-import json
+
+from atod.eval.compare import EvalRecord, load_records
 
 
-def per_seed(records: list[dict], benchmark: str, checkpoint: str) -> dict[tuple[str, int], float]:
+def per_seed(records: list[EvalRecord], benchmark: str, checkpoint: str) -> dict[tuple[str, int], float]:
     """(method, seed) -> success (%) over every split of `benchmark` at `checkpoint`."""
     won = collections.defaultdict(lambda: [0.0, 0])
     for record in records:
-        if record["benchmark"] == benchmark and record["checkpoint"] == checkpoint:
-            total = won[(record["method"], record["seed"])]
-            total[0] += sum(record["won"])
-            total[1] += len(record["won"])
+        if record.benchmark == benchmark and record.checkpoint == checkpoint:
+            total = won[(record.method, record.seed)]
+            total[0] += float(record.won_E.sum())
+            total[1] += len(record.won_E)
     return {key: 100 * wins / episodes for key, (wins, episodes) in won.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("records", help="the evaluate stage's records.jsonl")
+    parser.add_argument("records", help="the evaluate stage's records.jsonl (or benchmarks/eval_temperature.py --out)")
     parser.add_argument("--benchmark", default="alfworld")
     parser.add_argument("--checkpoint", default="final")
     args = parser.parse_args()
-    with open(args.records) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    success = per_seed(records, args.benchmark, args.checkpoint)
+    success = per_seed(load_records(args.records), args.benchmark, args.checkpoint)
     if not success:
         raise SystemExit(f"no {args.checkpoint!r} records for benchmark {args.benchmark!r} in {args.records}")
     seeds = {method: sorted(s for m, s in success if m == method) for method, _ in success}

@@ -31,7 +31,9 @@ RECORDS = [
 
 
 def test_per_seed_pools_splits_of_one_benchmark_and_checkpoint():
-    success = _module().per_seed(RECORDS, "alfworld", "final")
+    from atod.eval.compare import EvalRecord
+
+    success = _module().per_seed([EvalRecord.from_json(r) for r in RECORDS], "alfworld", "final")
     assert success == {("atod", 0): 75.0, ("atod", 1): 25.0, ("sft", 0): 25.0}
 
 
