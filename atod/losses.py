@@ -7,6 +7,12 @@
 The loss is the PPO/GRPO clipped surrogate with ratio pi_theta / pi_old, averaged over each
 trajectory's generated tokens first (a trajectory may span several rows) and then over trajectories.
 Zero-variance groups are kept: their GRPO advantage is 0 but the OPD term still teaches.
+
+Not the paper's method, an extra ablation (`opd_full`, `atod_full`): the OPD term as the exact
+reverse KL of the next-token distributions at every generated position, a loss added to the surrogate
+instead of a one-sample advantage:
+
+    L_kl = kappa * mean over trajectories of mean_{t} w_{k(t)} * KL(pi_theta(.|s_t) || pi_T(.|s_t))
 """
 
 from __future__ import annotations
@@ -109,17 +115,8 @@ def clipped_surrogate_loss(
     clipped_B_T = ratio_B_T.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv_B_T
     per_token_B_T = -torch.minimum(unclipped_B_T, clipped_B_T)
 
-    num_rows_e = int(episode_index_B.max().item()) + 1 if episode_index_B.numel() else 0
-    tokens_B = mask_B_T.sum(dim=1).float()
-    row_sum_B = torch.where(mask_B_T, per_token_B_T, torch.zeros_like(per_token_B_T)).sum(dim=1)
-    ep_sum_E = torch.zeros(num_rows_e, device=row_sum_B.device).index_add(0, episode_index_B, row_sum_B)
-    ep_tokens_E = torch.zeros(num_rows_e, device=row_sum_B.device).index_add_(0, episode_index_B, tokens_B)
-    has_tokens_E = ep_tokens_E > 0
-    if tokens_per_episode_E is not None:
-        ep_tokens_E = tokens_per_episode_E.to(ep_sum_E)[:num_rows_e]
-    ep_mean_E = ep_sum_E[has_tokens_E] / ep_tokens_E[has_tokens_E]
-    denom = num_episodes if num_episodes is not None else max(int(has_tokens_E.sum()), 1)
-    loss = ep_mean_E.sum() / denom
+    loss = episode_token_mean(per_token_B_T, mask_B_T, episode_index_B, num_episodes=num_episodes,
+                              tokens_per_episode_E=tokens_per_episode_E)
 
     with torch.no_grad():
         n = int(mask_B_T.sum())
@@ -131,3 +128,46 @@ def clipped_surrogate_loss(
             num_tokens=n,
         )
     return loss, stats
+
+
+def episode_token_mean(
+    per_token_B_T: torch.Tensor,
+    loss_mask_B_T: torch.Tensor,
+    episode_index_B: torch.Tensor,
+    *,
+    num_episodes: int | None = None,
+    tokens_per_episode_E: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Sum over episodes of the mean of `per_token_B_T` over the episode's masked tokens, divided by
+    `num_episodes` (default: the episodes with masked tokens in this batch). See clipped_surrogate_loss
+    for `num_episodes` / `tokens_per_episode_E` (exact losses over chunks of rows).
+
+    per_token_B_T: (B, T) float (may carry grad); loss_mask_B_T: (B, T) bool; episode_index_B: (B,) long.
+    Returns a scalar.
+    """
+    mask_B_T = loss_mask_B_T.bool()
+    num_rows_e = int(episode_index_B.max().item()) + 1 if episode_index_B.numel() else 0
+    tokens_B = mask_B_T.sum(dim=1).float()
+    row_sum_B = torch.where(mask_B_T, per_token_B_T, torch.zeros_like(per_token_B_T)).sum(dim=1)
+    ep_sum_E = torch.zeros(num_rows_e, device=row_sum_B.device).index_add(0, episode_index_B, row_sum_B)
+    ep_tokens_E = torch.zeros(num_rows_e, device=row_sum_B.device).index_add_(0, episode_index_B, tokens_B)
+    has_tokens_E = ep_tokens_E > 0
+    if tokens_per_episode_E is not None:
+        ep_tokens_E = tokens_per_episode_E.to(ep_sum_E)[:num_rows_e]
+    ep_mean_E = ep_sum_E[has_tokens_E] / ep_tokens_E[has_tokens_E]
+    denom = num_episodes if num_episodes is not None else max(int(has_tokens_E.sum()), 1)
+    return ep_mean_E.sum() / denom
+
+
+def full_reverse_kl(student_logits_N_V: torch.Tensor, teacher_logits_N_V: torch.Tensor) -> torch.Tensor:
+    """KL(pi_S || pi_T) of N next-token distributions, sum_v p_S(v) * (log p_S(v) - log p_T(v)).
+
+    student_logits_N_V: (N, V) (may carry grad: the gradient is the exact one of the full KL, not a
+    sampled estimate); teacher_logits_N_V: (N, V), used detached. Returns kl_N: (N,) float32, >= 0.
+    """
+    if student_logits_N_V.shape != teacher_logits_N_V.shape:
+        raise ValueError(f"student and teacher logits must have the same shape (same vocabulary), got "
+                         f"{tuple(student_logits_N_V.shape)} and {tuple(teacher_logits_N_V.shape)}")
+    log_p_N_V = torch.log_softmax(student_logits_N_V.float(), dim=-1)
+    log_q_N_V = torch.log_softmax(teacher_logits_N_V.detach().float(), dim=-1)
+    return (log_p_N_V.exp() * (log_p_N_V - log_q_N_V)).sum(dim=-1)

@@ -27,7 +27,7 @@ from atod.train.trainer import train
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the stages' package `tasks`
 from tasks.stages import make_validation_fn
 
-SHOWN = ("reward", "success", "turns", "kappa", "rho", "kl_teacher", "entropy", "tdur_weight_mean", "grad_norm",
+SHOWN = ("reward", "success", "turns", "kappa", "rho", "kl_teacher", "kl_full", "entropy", "tdur_weight_mean", "grad_norm",
          "clip_fraction", "approx_kl_old", "step_time_s", "val_success", "val_invalid_rate")
 
 

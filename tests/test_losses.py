@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from atod.losses import clipped_surrogate_loss, grpo_advantages, hybrid_advantages
+from atod.losses import (
+    clipped_surrogate_loss,
+    episode_token_mean,
+    full_reverse_kl,
+    grpo_advantages,
+    hybrid_advantages,
+)
 
 
 def test_grpo_advantages_hand_values():
@@ -83,3 +89,29 @@ def test_rows_of_one_episode_split_across_chunks():
     parts = [clipped_surrogate_loss(new[r], old[r], adv[r], mask[r], ep[r], num_episodes=2,
                                     tokens_per_episode_E=n_E)[0] for r in ([0], [1, 3], [2])]
     assert sum(p.item() for p in parts) == pytest.approx(full.item(), abs=1e-6)
+
+
+def test_full_reverse_kl_hand_values_and_gradient():
+    # p = softmax([0, ln 3]) = [.25, .75], q = [.5, .5]: KL = .25 ln .5 + .75 ln 1.5 = 0.130812
+    student = torch.tensor([[0.0, math.log(3.0)], [1.0, 2.0]], requires_grad=True)
+    teacher = torch.tensor([[0.0, 0.0], [5.0, 6.0]])  # second row: the same distribution, shifted logits
+    kl = full_reverse_kl(student, teacher)
+    assert kl.tolist() == pytest.approx([0.130812, 0.0], abs=1e-5)
+    kl[0].backward()
+    # d KL / d logit_v = p_v * (log p_v - log q_v - KL): .25 * (ln .5 - .130812), .75 * (ln 1.5 - .130812)
+    assert student.grad[0].tolist() == pytest.approx([-0.205984, 0.205984], abs=1e-5)
+    assert student.grad[1].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="same vocabulary"):
+        full_reverse_kl(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_episode_token_mean_hand_values():
+    x = torch.tensor([[9.0, 1.0, 3.0], [2.0, 9.0, 9.0], [4.0, 6.0, 9.0]])
+    mask = torch.tensor([[False, True, True], [True, False, False], [True, True, False]])
+    ep = torch.tensor([0, 0, 1])
+    # episode 0: tokens 1, 3, 2 -> mean 2; episode 1: 4, 6 -> 5; mean over episodes 3.5
+    assert episode_token_mean(x, mask, ep).item() == pytest.approx(3.5)
+    assert episode_token_mean(x, mask, ep, num_episodes=4).item() == pytest.approx(7.0 / 4)
+    # rows 0 and 1 as a chunk of a batch whose episode 0 has 6 tokens in all: sum 6 / 6 = 1, over 2 episodes
+    assert episode_token_mean(x[:2], mask[:2], ep[:2], num_episodes=2,
+                              tokens_per_episode_E=torch.tensor([6.0, 2.0])).item() == pytest.approx(0.5)

@@ -168,6 +168,59 @@ def test_opd_lowers_kl_to_teacher(tmp_path):
     assert sum(kl[-5:]) / 5 < 0.6 * sum(kl[:5]) / 5, kl
 
 
+def test_opd_full_lowers_the_exact_kl_to_teacher(tmp_path):
+    """The full-distribution ablation: its KL loss moves the student towards the teacher (exact KL logged
+    as kl_full), and it has no sampled-token advantage (opd_full's GRPO weight is 0, so A = 0)."""
+    cfg = toy_config(steps=25, tasks_per_step=3, checkpoint_every=100, lr=2e-2)
+    _, _ = run_toy("opd_full", tmp_path, cfg=cfg)
+    rows = [r for r in _read_metrics(tmp_path) if "reward" in r]
+    kl = [r["kl_full"] for r in rows]
+    assert sum(kl[-5:]) / 5 < 0.6 * sum(kl[:5]) / 5, kl
+    assert all(r["adv_mean"] == 0.0 and r["adv_std"] == 0.0 for r in rows)
+
+
+def test_full_kl_update_is_the_gradient_of_the_exact_kl(tmp_path):
+    """One opd_full step with plain SGD moves the weights by -lr * grad of mean_e mean_t KL, computed here
+    by hand from the teacher's and student's full next-token distributions."""
+    from atod.train.trainer import FullKLTerm, policy_update
+
+    cfg = toy_config(microbatch_tokens=64)  # 8 rows of 9 tokens: two chunks, whose losses must sum exactly
+    student, teacher = tiny_model(seed=1), sharp_teacher().model
+    batch = toy_rollout(student, toy_tasks(4), seed=3, samples_per_task=2)
+    mask = batch.loss_mask_B_T
+    by_hand = tiny_model(seed=1)
+    logits = by_hand(input_ids=batch.input_ids_B_T).logits[:, :-1]
+    with torch.no_grad():
+        t_logits = teacher(input_ids=batch.input_ids_B_T).logits[:, :-1]
+    log_p, log_q = logits.log_softmax(-1), t_logits.log_softmax(-1)
+    kl_B_Tm1 = (log_p.exp() * (log_p - log_q)).sum(-1)
+    m = mask[:, 1:].float()
+    ((kl_B_Tm1 * m).sum(1) / m.sum(1)).mean().backward()  # one row per episode here
+
+    opt = torch.optim.SGD(student.parameters(), lr=0.1)
+    zero_adv = torch.zeros(mask.shape)
+    stats = policy_update(student, opt, batch, zero_adv, cfg.model_copy(update={"max_grad_norm": 1e9}), 1,
+                          full_kl=FullKLTerm(1.0, mask.float(), teacher))
+    assert stats["kl_full"] == pytest.approx(float((kl_B_Tm1.detach() * m).sum() / m.sum()), rel=1e-5)
+    with torch.no_grad():
+        for p_s, p_h, p_0 in zip(student.parameters(), by_hand.parameters(), tiny_model(seed=1).parameters()):
+            assert torch.allclose(p_s, p_0 - 0.1 * p_h.grad, atol=1e-6)
+
+
+def test_full_kl_methods_refuse_a_teacher_without_logits(tmp_path):
+    class ScoresOnly:  # like RemoteTeacher: sampled-token log-probs, no model in this process
+        def score(self, batch):
+            return torch.zeros(batch.input_ids_B_T.shape)
+
+    with pytest.raises(ValueError, match="full next-token distributions.*ScoresOnly"):
+        run_toy("atod_full", tmp_path / "a", teacher=ScoresOnly())
+    wide = tiny_model(seed=7)
+    wide.resize_token_embeddings(VOCAB + 4)
+    with pytest.raises(ValueError, match="16 rows and the teacher's 20"):
+        run_toy("opd_full", tmp_path / "b", teacher=ToyTeacher(wide))
+    assert not (tmp_path / "b" / "metrics.jsonl").exists()
+
+
 def test_grpo_raises_reward(tmp_path):
     cfg = toy_config(steps=25, tasks_per_step=3, checkpoint_every=100, lr=2e-2)
     _, _ = run_toy("grpo", tmp_path, cfg=cfg)
@@ -284,7 +337,7 @@ def test_updates_per_step_are_steps_on_each_minibatch():
     cfg = toy_config(updates_per_step=2, lr=1e-2)
     batch = toy_rollout(tiny_model(seed=1), toy_tasks(2), seed=3, samples_per_task=4)  # 8 episodes, one row each
     batch.teacher_logprobs_B_T = sharp_teacher().score(batch)
-    adv_B_T, _ = compute_advantages(batch, method_settings("atod"), 1.0, 1.0, cfg.adv_eps, 1)
+    adv_B_T, _, _ = compute_advantages(batch, method_settings("atod"), 1.0, 1.0, cfg.adv_eps, 1)
 
     dealt = tiny_model(seed=7)
     opt = torch.optim.AdamW(dealt.parameters(), lr=cfg.lr)

@@ -183,6 +183,36 @@ def token_logprobs(model: PreTrainedModel, input_ids_B_T: torch.Tensor, attentio
     return torch.cat([lp_B_Tm1.new_zeros(B, 1), lp_B_Tm1], dim=1)
 
 
+def _left_aligned_generated_logits(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: torch.Tensor,
+                                   loss_mask_B_T: torch.Tensor):
+    """The relayout behind `generated_logprobs` / `generated_logits`: rows moved to LEFT padding so that
+    every generated token sits in the last K positions, and the model's float32 logits of those positions.
+
+    Returns None when no token is generated, else (logits_B_K_V, ids_B_T, first, shift_B): logits_B_K_V[b, k]
+    predicts left-aligned token first + k of row b; original position p of row b is left position p + shift_B[b].
+    """
+    T = input_ids_B_T.shape[1]
+    dev = input_ids_B_T.device
+    len_B = attention_mask_B_T.long().sum(1)
+    shift_B = T - len_B
+    pos_T = torch.arange(T, device=dev)
+    src_B_T = pos_T[None, :] - shift_B[:, None]  # left-aligned position j holds original position j - shift
+    real_B_T = src_B_T >= 0
+    src_B_T = src_B_T.clamp(min=0)
+    ids_B_T = torch.where(real_B_T, input_ids_B_T.gather(1, src_B_T), torch.zeros_like(input_ids_B_T))
+    gen_B_T = loss_mask_B_T.bool().gather(1, src_B_T) & real_B_T
+    if not gen_B_T.any():
+        return None
+    first = int(gen_B_T.any(0).nonzero().min())
+    K = T - first  # positions first .. T-1 hold every generated token
+    attn_B_T = real_B_T.long()
+    logits_B_K1_V = model(input_ids=ids_B_T, attention_mask=attn_B_T,
+                          position_ids=(attn_B_T.cumsum(-1) - 1).clamp(min=0), use_cache=False,
+                          logits_to_keep=K + 1).logits
+    logits_B_K_V = logits_B_K1_V[:, :-1].float()  # position first-1+k predicts token first+k
+    return logits_B_K_V, ids_B_T, first, shift_B
+
+
 def generated_logprobs(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: torch.Tensor,
                        loss_mask_B_T: torch.Tensor) -> torch.Tensor:
     """`token_logprobs` on the generated tokens only (float32 (B, T), 0 off the loss mask), cheaper.
@@ -196,6 +226,39 @@ def generated_logprobs(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: t
     if "logits_to_keep" not in inspect.signature(model.forward).parameters:
         lp_B_T = token_logprobs(model, input_ids_B_T, attention_mask_B_T)
         return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
+    B, T = input_ids_B_T.shape
+    dev = input_ids_B_T.device
+    left = _left_aligned_generated_logits(model, input_ids_B_T, attention_mask_B_T, loss_mask_B_T)
+    if left is None:
+        return torch.zeros((B, T), dtype=torch.float32, device=dev)
+    logits_B_K_V, ids_B_T, first, shift_B = left
+    targets_B_K = ids_B_T[:, first:]
+    lp_B_K = logits_B_K_V.gather(-1, targets_B_K[..., None]).squeeze(-1) - torch.logsumexp(logits_B_K_V, dim=-1)
+    lp_left_B_T = torch.cat([lp_B_K.new_zeros(B, first), lp_B_K], dim=1)
+    # back to the original right-padded layout: original position p sits at p + shift
+    back_B_T = (torch.arange(T, device=dev)[None, :] + shift_B[:, None]).clamp(max=T - 1)
+    lp_B_T = lp_left_B_T.gather(1, back_B_T)
+    return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
+
+
+def generated_logits(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: torch.Tensor,
+                     loss_mask_B_T: torch.Tensor) -> torch.Tensor:
+    """The float32 logits that predict each generated token: (N, V), N = loss_mask_B_T.sum(), rows in the
+    order of `loss_mask_B_T.nonzero()` (row-major). Same layout trick as `generated_logprobs` (logits of
+    the response positions only); differentiable. For the full-distribution KL ablation (`opd_full`)."""
+    mask_B_T = loss_mask_B_T.bool()
+    b_N, p_N = mask_B_T.nonzero(as_tuple=True)
+    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+        mask = attention_mask_B_T.long()
+        logits_B_T_V = model(input_ids=input_ids_B_T, attention_mask=mask,
+                             position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=False).logits
+        return logits_B_T_V[b_N, p_N - 1].float()  # position p - 1 predicts token p
+    left = _left_aligned_generated_logits(model, input_ids_B_T, attention_mask_B_T, mask_B_T)
+    if left is None:
+        vocab = model.get_output_embeddings().weight.shape[0]
+        return torch.zeros((0, vocab), dtype=torch.float32, device=input_ids_B_T.device)
+    logits_B_K_V, _, first, shift_B = left
+    return logits_B_K_V[b_N, p_N + shift_B[b_N] - first]
     B, T = input_ids_B_T.shape
     dev = input_ids_B_T.device
     len_B = attention_mask_B_T.long().sum(1)

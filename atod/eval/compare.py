@@ -52,10 +52,13 @@ from atod.eval.stats import (
 
 TEACHER = "teacher"
 # Row order of the tables; methods not listed here follow in alphabetical order, the teacher last.
-METHOD_ORDER = ("vanilla", "sft", "seqkd", "grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token")
-# (method, baseline) pairs reported besides "every student minus the teacher".
+METHOD_ORDER = ("vanilla", "sft", "seqkd", "grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token",
+                "opd_full", "atod_full")
+# (method, baseline) pairs reported besides "every student minus the teacher" (when both were evaluated).
 HEADLINE_DELTAS = (("atod", "opd"), ("atod", "grpo"), ("atod", "atod_no_anneal"), ("atod", "atod_uniform"),
-                   ("atod", "atod_token"))
+                   ("atod", "atod_token"),
+                   # the full-distribution KL ablation (not the paper's): each against its sampled-token twin
+                   ("opd_full", "opd"), ("atod_full", "atod"), ("atod_full", "opd_full"), ("atod_full", "grpo"))
 AVERAGE = "average"
 # The paper's claims (ATOD_METHOD.md): (claim, method, baseline, scope, the paper's size in points as a
 # (low, high) range). Main claims are averages over the benchmarks; the ablations are ALFWorld's (0.6B

@@ -41,7 +41,7 @@ CURVES: dict[str, tuple[str, tuple[tuple[tuple[str, ...], str], ...]]] = {
 # many steps (fewer at the start) is plotted instead.
 SMOOTH_STEPS = {"success": 5}
 _METHOD_COLORS = ("vanilla", "sft", "seqkd", "grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token",
-                  "teacher")
+                  "teacher", "opd_full", "atod_full")  # the last two share vanilla's and sft's colours (no curves)
 
 
 @dataclass(frozen=True)

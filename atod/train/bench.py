@@ -61,7 +61,7 @@ def _time_ours(params, bench, tokenizer, student, teacher, tasks, *, steps: int,
         t1 = time.perf_counter()
         batch.teacher_logprobs_B_T = scorer.score(batch)
         t2 = time.perf_counter()
-        adv_B_T, _ = compute_advantages(batch, METHODS["opd"], 1.0, 0.0, cfg.adv_eps, s)
+        adv_B_T, _, _ = compute_advantages(batch, METHODS["opd"], 1.0, 0.0, cfg.adv_eps, s)
         policy_update(student, optimizer, batch, adv_B_T, cfg, s)
         t3 = time.perf_counter()
         if s >= warmup:

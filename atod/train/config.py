@@ -6,7 +6,8 @@ from pydantic import Field, model_validator
 
 from atod.configbase import Section
 
-Method = Literal["grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token", "seqkd"]
+Method = Literal["grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token", "seqkd",
+                 "opd_full", "atod_full"]  # the last two: an extra ablation, not the paper's (trainer.METHODS)
 Benchmark = Literal["alfworld", "webshop", "searchqa"]
 
 

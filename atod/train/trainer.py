@@ -7,10 +7,13 @@ One rollout batch per training step:
     lp_T   <- teacher log-probs of the sampled tokens           (only when kappa > 0; never for grpo)
     A_t    <- kappa * (lp_T - lp_S) * w_k + rho * A_grpo_i       (atod.losses, atod.tdur)
     loss   <- clipped surrogate with the rollout's log-probs as pi_old, chunks of episodes
+              (+ kappa * w_k * KL(pi_theta || pi_T) over the full vocabulary, for the `*_full` ablation only)
     AdamW step with gradient clipping; `updates_per_step` > 1 deals the episodes into that many
     minibatches and takes one such step on each (PPO minibatches); then the LR schedule steps
 
-Methods are settings of this loop (`METHODS`); they differ only in kappa/rho and in the OPD weights.
+Methods are settings of this loop (`METHODS`); they differ only in kappa/rho, in the OPD weights and,
+for the extra `opd_full` / `atod_full` ablation (not the paper's method), in how the OPD term is taken:
+the exact reverse KL of the next-token distributions as a loss instead of the sampled-token advantage.
 The loop is written against a `rollout_fn(model, tasks, seed) -> RolloutBatch` and a `TeacherScorer`,
 so `train()` (the benchmark entry point) and the tests (hand-built batches) share every line of it.
 
@@ -36,9 +39,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from atod.agent.models import generated_logprobs
+from atod.agent.models import generated_logits, generated_logprobs
 from atod.envs.base import Task
-from atod.losses import clipped_surrogate_loss, grpo_advantages, hybrid_advantages
+from atod.losses import (
+    clipped_surrogate_loss,
+    episode_token_mean,
+    full_reverse_kl,
+    grpo_advantages,
+    hybrid_advantages,
+)
 from atod.schedule import anneal_coefficients
 from atod.tdur import tdur_token_weights_token_level, tdur_token_weights_turn_level
 from atod.train.checkpoint import (
@@ -68,6 +77,9 @@ class MethodSettings:
     kappa: float
     rho: float
     weighting: Literal["uniform", "turn", "token"]  # OPD-term weights: w = 1, T-DUR per turn, per token
+    # the OPD term: "sampled" = the paper's advantage kappa * (lp_T - lp_S) * w on the sampled token;
+    # "full" = a loss kappa * w * KL(pi_theta || pi_T) over the whole vocabulary (needs the teacher's logits)
+    distill: Literal["sampled", "full"] = "sampled"
 
 
 METHODS: dict[str, MethodSettings] = {
@@ -77,6 +89,9 @@ METHODS: dict[str, MethodSettings] = {
     "atod_no_anneal": MethodSettings("atod_no_anneal", annealed=False, kappa=1.0, rho=1.0, weighting="turn"),
     "atod_uniform": MethodSettings("atod_uniform", annealed=True, kappa=1.0, rho=1.0, weighting="uniform"),
     "atod_token": MethodSettings("atod_token", annealed=True, kappa=1.0, rho=1.0, weighting="token"),
+    # not the paper's method: the same runs with the full-distribution KL as the OPD term
+    "opd_full": MethodSettings("opd_full", annealed=False, kappa=1.0, rho=0.0, weighting="uniform", distill="full"),
+    "atod_full": MethodSettings("atod_full", annealed=True, kappa=1.0, rho=1.0, weighting="turn", distill="full"),
 }
 
 
@@ -210,8 +225,10 @@ def _save_model_dir(target: Path, model, tokenizer) -> None:
 # ------------------------------------------------------------------------------------------ one step
 def compute_advantages(
     batch: RolloutBatch, settings: MethodSettings, kappa: float, rho: float, adv_eps: float, step: int
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Per-token advantages A_B_T of a scored batch and their diagnostics (T-DUR weights, KL, ...)."""
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+    """Per-token advantages A_B_T of a scored batch, their diagnostics (T-DUR weights, KL, ...) and the
+    OPD weights w_B_T (None when kappa is 0). For `distill="full"` methods the advantage holds only the
+    GRPO term: their OPD term is the KL loss of `policy_update`, weighted by w_B_T."""
     mask_B_T = batch.loss_mask_B_T.bool()
     num_episodes = len(batch.episodes)
     ep_B = batch.episode_index_B
@@ -241,13 +258,25 @@ def compute_advantages(
         stats["kl_teacher"], _ = _masked_mean_std(lp_s_B_T - lp_t_B_T, mask_B_T)
         opd_B_T = (lp_t_B_T - lp_s_B_T) * w_B_T
         stats["opd_adv_mean"], stats["opd_adv_std"] = _masked_mean_std(opd_B_T, mask_B_T)
+    if settings.distill == "full":
+        kappa = 0.0  # the OPD term is a loss, not part of the advantage
     adv_B_T = hybrid_advantages(kappa=kappa, rho=rho, loss_mask_B_T=mask_B_T, episode_index_B=ep_B,
                                 grpo_advantages_E=grpo_E, student_logprobs_B_T=lp_s_B_T,
                                 teacher_logprobs_B_T=lp_t_B_T, weights_B_T=w_B_T)
     _check_finite("hybrid advantage", adv_B_T, step, mask_B_T)
     stats["adv_mean"], stats["adv_std"] = _masked_mean_std(adv_B_T, mask_B_T)
     stats["grpo_adv_abs_mean"] = float(grpo_E.abs().mean())
-    return adv_B_T, stats
+    return adv_B_T, stats, w_B_T
+
+
+@dataclass
+class FullKLTerm:
+    """The `distill="full"` OPD term of one update: kappa * w * KL(pi_theta || pi_T) per generated token.
+    weights_B_T: (B, T) float, the batch's OPD weights; teacher_model: a causal LM with the student's vocabulary."""
+
+    kappa: float
+    weights_B_T: torch.Tensor
+    teacher_model: Any
 
 
 def row_chunks(lengths_B: torch.Tensor, token_budget: int) -> list[torch.Tensor]:
@@ -285,11 +314,13 @@ def policy_update(
     cfg: TrainConfig,
     step: int,
     rows_R: torch.Tensor | None = None,
+    full_kl: FullKLTerm | None = None,
 ) -> dict[str, float]:
     """One optimizer step on a batch, or on its rows `rows_R` (a minibatch of whole episodes): the clipped
     surrogate accumulated over chunks of rows of at most `cfg.microbatch_tokens` padded tokens (normalised
     by the step's episode count and per-episode token counts, so the summed chunk losses equal the loss of
-    the step's episodes taken at once), gradient clipping, AdamW. Raises NonFiniteError before stepping."""
+    the step's episodes taken at once), gradient clipping, AdamW. Raises NonFiniteError before stepping.
+    `full_kl` adds the full-distribution KL loss (same normalisation) and reports its mean as `kl_full`."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     mask_B_T = batch.loss_mask_B_T.bool()
@@ -300,18 +331,36 @@ def policy_update(
     rows_R = rows_R.to(mask_B_T.device)
     num_episodes = int(torch.unique(batch.episode_index_B[rows_R]).numel())
     lengths_B = batch.attention_mask_B_T.sum(1).cpu()  # right padding: the real length of each row
-    total_loss, tokens, clip_tok, ratio_tok, kl_tok = 0.0, 0, 0.0, 0.0, 0.0
+    total_loss, tokens, clip_tok, ratio_tok, kl_tok, kl_full_tok = 0.0, 0, 0.0, 0.0, 0.0, 0.0
     for chunk_b in row_chunks(lengths_B[rows_R.cpu()], cfg.microbatch_tokens):
         rows_b = rows_R[chunk_b.to(mask_B_T.device)]
         t_max = int(lengths_B[rows_b.cpu()].max())
         mask_b_T = mask_B_T[rows_b, :t_max]
         if not mask_b_T.any():
             continue
-        lp_b_T = generated_logprobs(model, batch.input_ids_B_T[rows_b, :t_max],
-                                    batch.attention_mask_B_T[rows_b, :t_max], mask_b_T)
+        ids_b_T, attn_b_T = batch.input_ids_B_T[rows_b, :t_max], batch.attention_mask_B_T[rows_b, :t_max]
+        if full_kl is None:
+            lp_b_T = generated_logprobs(model, ids_b_T, attn_b_T, mask_b_T)
+        else:  # one forward gives both the sampled tokens' log-probs and the full distributions
+            log_p_n_V = torch.log_softmax(generated_logits(model, ids_b_T, attn_b_T, mask_b_T), dim=-1)
+            lp_b_T = torch.zeros(mask_b_T.shape, dtype=torch.float32, device=mask_b_T.device).masked_scatter(
+                mask_b_T, log_p_n_V.gather(-1, ids_b_T[mask_b_T][:, None]).squeeze(-1))
         loss, st = clipped_surrogate_loss(lp_b_T, batch.old_logprobs_B_T[rows_b, :t_max], adv_B_T[rows_b, :t_max],
                                           mask_b_T, batch.episode_index_B[rows_b], clip_eps=cfg.clip_eps,
                                           num_episodes=num_episodes, tokens_per_episode_E=tokens_E)
+        if full_kl is not None:
+            tdev = full_kl.teacher_model.device
+            with torch.no_grad():
+                teacher_n_V = generated_logits(full_kl.teacher_model, ids_b_T.to(tdev), attn_b_T.to(tdev),
+                                               mask_b_T.to(tdev)).to(log_p_n_V.device)
+            kl_n = full_reverse_kl(log_p_n_V, teacher_n_V)
+            kl_b_T = torch.zeros(mask_b_T.shape, dtype=torch.float32, device=mask_b_T.device).masked_scatter(
+                mask_b_T, kl_n)
+            w_b_T = full_kl.weights_B_T[rows_b, :t_max].float()
+            loss = loss + full_kl.kappa * episode_token_mean(w_b_T * kl_b_T, mask_b_T, batch.episode_index_B[rows_b],
+                                                             num_episodes=num_episodes,
+                                                             tokens_per_episode_E=tokens_E)
+            kl_full_tok += float(kl_n.detach().sum())
         if not torch.isfinite(loss):
             bad_lp = not torch.isfinite(lp_b_T[mask_b_T]).all()
             term = "policy log-probs (model forward)" if bad_lp else "clipped surrogate (ratio x advantage)"
@@ -328,24 +377,29 @@ def policy_update(
         raise NonFiniteError(f"non-finite gradient norm at step {step} (loss {total_loss:.4g})")
     optimizer.step()
     n = max(tokens, 1)
-    return {"loss": total_loss, "grad_norm": float(grad_norm), "clip_fraction": clip_tok / n,
-            "ratio_mean": ratio_tok / n, "approx_kl_old": kl_tok / n}
+    out = {"loss": total_loss, "grad_norm": float(grad_norm), "clip_fraction": clip_tok / n,
+           "ratio_mean": ratio_tok / n, "approx_kl_old": kl_tok / n}
+    if full_kl is not None:
+        out["kl_full"] = kl_full_tok / n  # exact KL(pi_theta || pi_T) per token, before this step
+    return out
 
 
 def minibatch_updates(model, optimizer: torch.optim.Optimizer, batch: RolloutBatch, adv_B_T: torch.Tensor,
-                      cfg: TrainConfig, step: int) -> dict[str, float]:
+                      cfg: TrainConfig, step: int, full_kl: FullKLTerm | None = None) -> dict[str, float]:
     """`cfg.updates_per_step` optimizer steps on one rollout batch (`minibatch_rows`), pi_old the rollout
     policy throughout (so from the second minibatch on the ratio moves and the clip acts, as in PPO).
     Returns the steps' stats: loss and grad_norm averaged over the steps, the token stats token-weighted."""
     if cfg.updates_per_step == 1:
-        return policy_update(model, optimizer, batch, adv_B_T, cfg, step)
+        return policy_update(model, optimizer, batch, adv_B_T, cfg, step, full_kl=full_kl)
     minibatches = minibatch_rows(batch.episode_index_B, len(batch.episodes), cfg.updates_per_step)
-    parts = [policy_update(model, optimizer, batch, adv_B_T, cfg, step, rows_R) for rows_R in minibatches]
+    parts = [policy_update(model, optimizer, batch, adv_B_T, cfg, step, rows_R, full_kl=full_kl)
+             for rows_R in minibatches]
     tokens = [int(batch.loss_mask_B_T[rows_R].sum()) for rows_R in minibatches]
     n = max(sum(tokens), 1)
     out = {k: sum(p[k] for p in parts) / len(parts) for k in ("loss", "grad_norm")}
-    for k in ("clip_fraction", "ratio_mean", "approx_kl_old"):
-        out[k] = sum(p[k] * t for p, t in zip(parts, tokens, strict=True)) / n
+    for k in ("clip_fraction", "ratio_mean", "approx_kl_old", "kl_full"):
+        if k in parts[0]:
+            out[k] = sum(p[k] * t for p, t in zip(parts, tokens, strict=True)) / n
     return out
 
 
@@ -387,6 +441,16 @@ def run_training(
     ckpt_path, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
     if teacher is None and needs_teacher(settings, cfg):
         raise ValueError(f"method {method!r} uses the teacher (kappa > 0) but no teacher was given")
+    if settings.distill == "full" and needs_teacher(settings, cfg):
+        teacher_model = getattr(teacher, "model", None)
+        if teacher_model is None or not hasattr(teacher_model, "get_output_embeddings"):
+            raise ValueError(f"method {method!r} needs the teacher's full next-token distributions, so a teacher "
+                             f"model in this process (LocalTeacher); {type(teacher).__name__} gives only sampled-"
+                             f"token log-probs")
+        v_s, v_t = (m.get_output_embeddings().weight.shape[0] for m in (model, teacher_model))
+        if v_s != v_t:
+            raise ValueError(f"method {method!r} compares full next-token distributions, but the student's output "
+                             f"layer has {v_s} rows and the teacher's {v_t}: they need the same vocabulary size")
     # what a checkpoint must match to be resumed (knobs that only change speed or logging are left out)
     identity = {"method": method, "seed": seed, "benchmark": train_tasks[0].benchmark if train_tasks else None,
                 "num_train_tasks": len(train_tasks),
@@ -442,8 +506,9 @@ def run_training(
         t_teacher = time.perf_counter()
 
         try:
-            adv_B_T, adv_stats = compute_advantages(batch, settings, kappa, rho, cfg.adv_eps, step)
-            upd = minibatch_updates(model, optimizer, batch, adv_B_T, cfg, step)
+            adv_B_T, adv_stats, w_B_T = compute_advantages(batch, settings, kappa, rho, cfg.adv_eps, step)
+            full_kl = FullKLTerm(kappa, w_B_T, teacher.model) if settings.distill == "full" and kappa > 0 else None
+            upd = minibatch_updates(model, optimizer, batch, adv_B_T, cfg, step, full_kl=full_kl)
         except NonFiniteError as e:
             bar.close()
             last = find_checkpoint(ckpt_path)
@@ -555,7 +620,7 @@ def train(
 ) -> dict[str, Any]:
     """Train the student in `student_dir` with `method` on `benchmark`'s train split.
 
-    method: one of METHODS (grpo, opd, atod, atod_no_anneal, atod_uniform, atod_token).
+    method: one of METHODS (grpo, opd, atod, atod_no_anneal, atod_uniform, atod_token; opd_full, atod_full).
     benchmark: an `atod.envs.Benchmark` (e.g. from `load_benchmark`).
     student_dir / teacher_dir: HF model directories (model + tokenizer; the teacher is only loaded when
     the method uses it, and must share the student's tokenizer and chat template).
