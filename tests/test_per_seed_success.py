@@ -45,3 +45,15 @@ def test_cli_compares_a_single_run_model_with_every_seed(tmp_path):
     missing = subprocess.run([sys.executable, str(SCRIPT), str(path), "--benchmark", "searchqa"],
                              check=False, capture_output=True, text=True)
     assert missing.returncode != 0 and "no 'final' records for benchmark 'searchqa'" in missing.stderr
+
+
+def test_cli_reference_model_and_several_files(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    second.write_text(json.dumps(_record("opd_full", 0, "valid_seen", [0, 0])) + "\n"
+                      + json.dumps(_record("opd_full", 0, "valid_unseen", [0, 1])) + "\n")  # 1 of 4
+    out = subprocess.run([sys.executable, str(SCRIPT), str(first), str(second), "--reference", "opd_full"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "opd_full         25.0" in out
+    assert "opd_full - atod             -50.0   mean -50.0" in out  # seed 0 only: opd_full ran one seed
+    assert "opd_full - sft              +0.0   mean +0.0" in out
