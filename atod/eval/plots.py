@@ -34,8 +34,8 @@ CURVES: dict[str, tuple[str, tuple[tuple[tuple[str, ...], str], ...]]] = {
     "schedule": ("Annealing coefficients vs step", ((("kappa",), "kappa (OPD weight)"),
                                                     (("rho",), "rho (GRPO weight)"))),
     "tdur": ("Mean T-DUR weight vs step", ((("tdur_weight_mean", "tdur_mean"), "mean T-DUR weight"),)),
-    "kl": ("KL to teacher vs step", ((("kl_teacher", "kl"), "KL(student || teacher), sampled tokens"),
-                                     (("kl_full",), "exact KL, full distributions (*_full runs)"))),
+    "kl": ("KL to teacher vs step", ((("kl_teacher", "kl"), "KL to teacher, sampled tokens"),
+                                     (("kl_full",), "exact KL (*_full runs)"))),
     "turns": ("Trajectory length vs step", ((("turns",), "mean turns (training rollouts)"),)),
 }
 # Per-step metrics too noisy to read raw (one step samples a few tasks): a trailing moving mean over this
