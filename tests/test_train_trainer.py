@@ -305,6 +305,13 @@ def test_generated_logprobs_match_token_logprobs():
     ref = torch.where(mask, token_logprobs(model, ids, attn), torch.zeros(4, 12))
     assert torch.allclose(fast, ref, atol=1e-5)
     assert (fast[~mask] == 0).all()
+    # generated_logits: one (V,) row per generated token, row-major, the distribution that predicts it
+    from atod.agent.models import generated_logits
+
+    logits = generated_logits(model, ids, attn, mask)
+    assert logits.shape == (int(mask.sum()), VOCAB)
+    picked = logits.log_softmax(-1).gather(-1, ids[mask][:, None]).squeeze(-1)
+    assert torch.allclose(picked, ref[mask], atol=1e-5)
 
 
 def test_validation_slice_is_held_out_of_training():

@@ -259,29 +259,3 @@ def generated_logits(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: tor
         return torch.zeros((0, vocab), dtype=torch.float32, device=input_ids_B_T.device)
     logits_B_K_V, _, first, shift_B = left
     return logits_B_K_V[b_N, p_N + shift_B[b_N] - first]
-    B, T = input_ids_B_T.shape
-    dev = input_ids_B_T.device
-    len_B = attention_mask_B_T.long().sum(1)
-    shift_B = T - len_B
-    pos_T = torch.arange(T, device=dev)
-    src_B_T = pos_T[None, :] - shift_B[:, None]  # left-aligned position j holds original position j - shift
-    real_B_T = src_B_T >= 0
-    src_B_T = src_B_T.clamp(min=0)
-    ids_B_T = torch.where(real_B_T, input_ids_B_T.gather(1, src_B_T), torch.zeros_like(input_ids_B_T))
-    gen_B_T = loss_mask_B_T.bool().gather(1, src_B_T) & real_B_T
-    if not gen_B_T.any():
-        return torch.zeros((B, T), dtype=torch.float32, device=dev)
-    first = int(gen_B_T.any(0).nonzero().min())
-    K = T - first  # positions first .. T-1 hold every generated token
-    attn_B_T = real_B_T.long()
-    logits_B_K1_V = model(input_ids=ids_B_T, attention_mask=attn_B_T,
-                          position_ids=(attn_B_T.cumsum(-1) - 1).clamp(min=0), use_cache=False,
-                          logits_to_keep=K + 1).logits
-    logits_B_K_V = logits_B_K1_V[:, :-1].float()  # position first-1+k predicts token first+k
-    targets_B_K = ids_B_T[:, first:]
-    lp_B_K = logits_B_K_V.gather(-1, targets_B_K[..., None]).squeeze(-1) - torch.logsumexp(logits_B_K_V, dim=-1)
-    lp_left_B_T = torch.cat([lp_B_K.new_zeros(B, first), lp_B_K], dim=1)
-    # back to the original right-padded layout: original position p sits at p + shift
-    back_B_T = (pos_T[None, :] + shift_B[:, None]).clamp(max=T - 1)
-    lp_B_T = lp_left_B_T.gather(1, back_B_T)
-    return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
