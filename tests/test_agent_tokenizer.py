@@ -85,12 +85,12 @@ def _benchmarks():
     return [build_benchmark(name, prepare) for name in BENCHMARKS]
 
 
-@pytest.mark.parametrize("whole_terms", [False, True])
-def test_expert_actions_round_trip_on_every_benchmark(whole_terms):
+@pytest.mark.parametrize(("whole_terms", "split_digits"), [(False, False), (True, False), (True, True)])
+def test_expert_actions_round_trip_on_every_benchmark(whole_terms, split_digits):
     benchmarks = _benchmarks()
     texts = [t for b in benchmarks for t in b.corpus_texts()]
     terms = [t for b in benchmarks for t in b.copy_terms()] if whole_terms else []
-    tok = build_tokenizer(texts, TokenizerSpec(), terms)
+    tok = build_tokenizer(texts, TokenizerSpec(split_digits=split_digits), terms)
     rng = random.Random(0)
     for bench in benchmarks:
         for split in bench.splits:
@@ -136,3 +136,22 @@ def test_whole_terms_are_one_token_in_prompts_and_actions():
     assert clicked == "click[b07abc123x ]" and parse_action(clicked) == ("click", "b07abc123x")
     assert tok.decode(pieces("<answer>Karboth Valdor</answer>")) == "<answer>Karboth Valdor</answer>"
     assert build_tokenizer(TEXTS, TokenizerSpec(vocab_size=512), terms[::-1]).get_vocab() == tok.get_vocab()
+
+
+def test_split_digits_gives_one_token_per_digit_and_round_trips():
+    """`split_digits`: a year is the same digit tokens in a passage and in an answer, and decodes back."""
+    texts = [*TEXTS, "It was founded in 1097. Karboth (born 1917) founded it in 1926."] * 3
+    tok = build_tokenizer(texts, TokenizerSpec(vocab_size=512, split_digits=True))
+    plain = build_tokenizer(texts, TokenizerSpec(vocab_size=512))
+
+    def pieces(t, text):
+        return [t.decode([i]) for i in t.encode(text, add_special_tokens=False)]
+
+    assert pieces(tok, "founded in 1097.")[-5:] == ["1", "0", "9", "7", "."]
+    assert pieces(tok, "<answer>1097</answer>") == ["<answer>", " ", "1", "0", "9", "7", "</answer>"]
+    assert all(len(p.strip()) <= 1 for p in pieces(tok, "x12 3456") if any(c.isdigit() for c in p))
+    assert any(len(p.strip()) > 1 and p.strip().isdigit() for p in pieces(plain, "founded in 1097 1917 1926"))
+    for text in ("founded in 1097.", "search[size 10 red shoes]", "cabinet 12 and drawer 3"):
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == " " + text  # the prefix space
+    answer = "<answer>1097</answer>"
+    assert extract_action("searchqa", tok.decode(tok.encode(answer))) == extract_action("searchqa", answer)

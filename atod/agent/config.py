@@ -53,6 +53,9 @@ class TokenizerSpec(Section):
     whole_terms: bool = Field(False, description=(
         "embedded only: add each benchmark's copy_terms (WebShop product ids, Search-QA name words) as "
         "one token, so a tiny model trained from scratch can copy them from its prompt"))
+    split_digits: bool = Field(False, description=(
+        "embedded only: every digit its own token, as Qwen's and Llama's tokenizers split numbers, so "
+        "`1097` is the same four tokens wherever it appears (BPE otherwise cuts years unevenly: ` 10` `9` `7`)"))
 
 
 class ModelsConfig(Section):

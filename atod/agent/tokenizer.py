@@ -79,14 +79,20 @@ def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec,
     on top of `spec.vocab_size`, matched only as whole words. A 10-character id is 8-10 BPE pieces,
     which a tiny model trained from scratch does not learn to copy from its prompt; one token it does.
     Like the tags they cut the text into segments, so the piece after one gets a prefix space
-    (`click[b0ae5rru5o ]` decodes with a space before `]`)."""
+    (`click[b0ae5rru5o ]` decodes with a space before `]`).
+
+    `spec.split_digits` makes every digit its own piece (as Qwen's and Llama's tokenizers do), so a
+    number is copied digit by digit with the same tokens wherever it appears."""
     alphabet = _ascii_alphabet()
     floor = len(alphabet) + len(SPECIAL_TOKENS) + len(TAG_TOKENS)
     if spec.vocab_size <= floor:
         raise ValueError(f"models.tokenizer.vocab_size={spec.vocab_size} is too small: the byte alphabet, "
                          f"special and tag tokens alone take {floor}; use at least {floor + 64}")
     tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    # Digits after the byte-level split, so the prefix space stays its own piece (` 1097` -> `Ġ` 1 0 9 7).
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([byte_level, pre_tokenizers.Digits(individual_digits=True)])
+                         if spec.split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=spec.vocab_size - len(TAG_TOKENS),
