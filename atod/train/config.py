@@ -27,6 +27,10 @@ class SFTRun(Section):
     prompt_loss_weight: float = Field(
         0.0, ge=0.0, description="weight of a language-model loss on the prompt tokens (observations) added to "
         "the response loss; 0 = response tokens only")
+    relabel_terms: bool = Field(
+        False, description="expert demonstrations only: each episode renames the benchmark's copy terms "
+        "(Search-QA names, WebShop ids) one-to-one and renumbers Search-QA's years in order, so facts "
+        "cannot be memorised across episodes, only read (atod.train.relabel)")
     balance: Literal["turns", "benchmarks"] = Field(
         "turns", description="what an epoch weighs equally: 'turns' = every demonstration step once (long "
         "episodes dominate: ALFWorld and WebShop give 3-4x Search-QA's steps); 'benchmarks' = each "

@@ -29,6 +29,7 @@ from atod.agent.prompts import render_prompt
 from atod.agent.rollout import collect_rollouts, encode_prompt
 from atod.envs.base import Benchmark, Task
 from atod.train.config import SFTRun
+from atod.train.relabel import YEARS, relabel_episode
 from atod.train.splits import split_validation
 
 LogFn = Callable[[dict[str, float], int], None]
@@ -59,17 +60,22 @@ def expert_demonstrations(
     seed: int,
     agent_cfg: AgentConfig,
     tasks: Sequence[Task] | None = None,
+    relabel: bool = False,
 ) -> tuple[list[SFTExample], dict[str, float]]:
     """Play `n_episodes` episodes with the benchmark's scripted expert (a random action with
     probability `noise` per step) on tasks of `split` (or on `tasks`, a subset of it; a seeded
     permutation, cycled if needed) and return one (prompt, response) example per step, plus stats
-    (episodes, steps, expert success rate). Deterministic in `seed`."""
+    (episodes, steps, expert success rate). Deterministic in `seed`. `relabel`: each episode's texts
+    renamed and renumbered (`atod.train.relabel.relabel_episode`, its own seeded stream, so the
+    episodes played are the same with and without it)."""
     tasks = list(benchmark.tasks(split) if tasks is None else tasks)
     if not tasks:
         raise ValueError(f"benchmark {benchmark.name!r} has no tasks in split {split!r}")
     rng = random.Random(f"sft-demos-{benchmark.name}-{split}-{seed}")
     order = list(range(len(tasks)))
     rng.shuffle(order)
+    relabel_rng = random.Random(f"sft-relabel-{benchmark.name}-{split}-{seed}")
+    terms = benchmark.copy_terms() if relabel else []
     examples: list[SFTExample] = []
     won = 0
     env = benchmark.make_env()
@@ -77,17 +83,22 @@ def expert_demonstrations(
         task = tasks[order[i % len(order)]]
         result = env.reset(task)
         history: list[tuple[str, str]] = []
+        episode: list[tuple[str, str]] = []
         for turn in range(benchmark.max_turns):
             prompt = render_prompt(benchmark.name, task.goal, history, result.observation, result.admissible_actions,
                                    step=turn, history_length=agent_cfg.history_length, think=agent_cfg.think)
             action = env.expert_action(rng, noise)
-            examples.append(SFTExample(prompt, action_response(benchmark.name, action), benchmark.name,
-                                       task.task_id))
+            episode.append((prompt, action_response(benchmark.name, action)))
             previous = result.observation
             result = env.step(action)
             history.append((previous, action))
             if result.done:
                 break
+        if relabel:
+            texts = relabel_episode([t for pair in episode for t in pair], terms, relabel_rng,
+                                    YEARS.get(benchmark.name))
+            episode = list(zip(texts[::2], texts[1::2], strict=True))
+        examples += [SFTExample(p, r, benchmark.name, task.task_id) for p, r in episode]
         won += int(result.info.won)
     stats = {"episodes": float(n_episodes), "steps": float(len(examples)),
              "expert_success": won / max(n_episodes, 1)}
@@ -110,7 +121,8 @@ def warmup_demonstrations(benchmark: Benchmark, run: SFTRun, seed: int, *, agent
     if holdout:
         pool, _ = split_validation(pool, holdout)
     demos, stats = expert_demonstrations(benchmark, "train", n_episodes=run.episodes_per_benchmark,
-                                         noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg, tasks=pool)
+                                         noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg, tasks=pool,
+                                         relabel=run.relabel_terms)
     return list(pool), demos, stats
 
 
