@@ -1,0 +1,102 @@
+"""Where do a warmed-up model's Search-QA answers come from? Teacher-forced, on TRAINING tasks only:
+
+    python benchmarks/diagnose_answers.py [data/models/teacher] [--role teacher] [--tasks 300] [--holdout N]
+
+On the single-hop questions among the first `--tasks` train tasks no `sft_warmup.<role>` demonstration
+used (as `diagnose_turns.py`), the noise-free expert searches the question's entity, and the model
+answers near-greedily (T = 0.05) given that history and the retrieved passages. Each answer is sorted as
+right, another span of the passage that holds the fact (Doc 1), from the other passages, elsewhere in the
+prompt, or nowhere in the prompt (from memory). One JSON line: the counts, overall and per template,
+then a few wrong answers (question, gold, answer). A model that reads and misses answers from the
+passages; one that has memorised its demonstrations answers with facts that are nowhere in the prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+from collections import Counter
+
+import torch
+from diagnose_turns import SEED_OFFSET, normalise
+
+from atod.agent.models import load_model, load_tokenizer
+from atod.agent.prompts import extract_action, render_prompt, stop_strings
+from atod.agent.rollout import encode_prompt, sample_responses
+from atod.agent.tokenizer import stop_token_ids
+from atod.config import load_params
+from atod.envs import load_benchmark
+from atod.train.sft import unused_tasks, warmup_demonstrations
+
+ANSWER = re.compile(r"<answer>(.*?)</answer>")
+
+
+def source(answer: str, gold: str, observation: str, prompt: str) -> str:
+    """Where `answer` comes from, given the retrieved `observation` and the whole `prompt`."""
+    docs = observation.split("Doc ")
+    if answer == gold:
+        return "right"
+    if answer and len(docs) > 1 and answer in docs[1]:
+        return "other span of doc 1"
+    if answer and answer in observation:
+        return "from docs 2-3"
+    if answer and answer in prompt:
+        return "elsewhere in prompt"
+    return "not in prompt"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", nargs="?", default="data/models/teacher")
+    ap.add_argument("--role", choices=("teacher", "student"), default="teacher")
+    ap.add_argument("--tasks", type=int, default=300)
+    ap.add_argument("--holdout", type=int, default=None, help="validation slice left out (default train.eval_tasks)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    p = load_params("params.yaml")
+    holdout = p.train.eval_tasks if args.holdout is None else args.holdout
+    tok = load_tokenizer(args.model)
+    model = load_model(args.model, getattr(p.models, args.role), device="cpu").eval()
+    generator = torch.Generator().manual_seed(0)
+    bench = load_benchmark("searchqa", "data/benchmarks/searchqa")
+    pool, demos, _ = warmup_demonstrations(bench, getattr(p.sft_warmup, args.role),
+                                           p.sft_warmup.seed + SEED_OFFSET[args.role], agent_cfg=p.agent,
+                                           holdout=holdout)
+    stop_ids = stop_token_ids(tok, stop_strings("searchqa"))
+    env, rng = bench.make_env(), random.Random(0)
+    counts: Counter[tuple[str, str]] = Counter()
+    wrong: list[tuple[str, str, str]] = []
+    for task in unused_tasks(pool, demos, args.tasks):
+        result = env.reset(task)
+        search = env.expert_action(rng, 0.0)
+        after = env.step(search)
+        expert = env.expert_action(rng, 0.0)
+        if after.done or not expert.startswith("<answer>"):
+            continue  # two-hop (the second action searches again) or a comparison
+        prompt = render_prompt("searchqa", task.goal, [(result.observation, search)], after.observation,
+                               after.admissible_actions, step=1, history_length=p.agent.history_length,
+                               think=p.agent.think)
+        response, _ = sample_responses(model, [encode_prompt(tok, prompt, p.agent.max_prompt_tokens)],
+                                       stop_ids=stop_ids, max_new_tokens=p.agent.max_new_tokens, temperature=0.05,
+                                       generator=generator, pad_id=tok.pad_token_id)
+        got = normalise(extract_action("searchqa", tok.decode(response[0])))
+        answer = (m.group(1) if (m := ANSWER.search(got)) else got).strip()
+        gold = ANSWER.search(expert).group(1).strip()
+        kind = source(answer, gold, after.observation, prompt)
+        counts[(task.payload.get("template", ""), kind)] += 1
+        if kind != "right" and len(wrong) < 8:
+            wrong.append((task.goal, gold, answer))
+    total: Counter[str] = Counter()
+    for (_, kind), n in counts.items():
+        total[kind] += n
+    print(json.dumps({"model": args.model, "holdout": holdout, "answer_turns": sum(total.values()),
+                      "source": dict(total),
+                      "by_template": {f"{t}|{k}": n for (t, k), n in sorted(counts.items())},
+                      "wrong_examples": wrong}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
