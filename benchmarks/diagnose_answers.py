@@ -9,6 +9,9 @@ right, another span of the passage that holds the fact (Doc 1), from the other p
 prompt, or nowhere in the prompt (from memory). One JSON line: the counts, overall and per template,
 then a few wrong answers (question, gold, answer). A model that reads and misses answers from the
 passages; one that has memorised its demonstrations answers with facts that are nowhere in the prompt.
+`--relabel` asks about a renamed world instead (each prompt's names and years through the random maps
+of `atod.train.relabel`): a model that reads gives the renamed fact, one that remembers gives the real
+one ("remembered").
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from atod.agent.rollout import encode_prompt, sample_responses
 from atod.agent.tokenizer import stop_token_ids
 from atod.config import load_params
 from atod.envs import load_benchmark
+from atod.train.relabel import YEARS, relabel_episode
 from atod.train.sft import unused_tasks, warmup_demonstrations
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>")
@@ -53,6 +57,9 @@ def main() -> None:
     ap.add_argument("--role", choices=("teacher", "student"), default="teacher")
     ap.add_argument("--tasks", type=int, default=300)
     ap.add_argument("--holdout", type=int, default=None, help="validation slice left out (default train.eval_tasks)")
+    ap.add_argument("--relabel", action="store_true",
+                    help="rename the episode's names and renumber its years first (atod.train.relabel): an answer "
+                         "that is the real fact instead of the relabelled one is remembered, not read")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,7 +73,7 @@ def main() -> None:
                                            p.sft_warmup.seed + SEED_OFFSET[args.role], agent_cfg=p.agent,
                                            holdout=holdout)
     stop_ids = stop_token_ids(tok, stop_strings("searchqa"))
-    env, rng = bench.make_env(), random.Random(0)
+    env, rng, relabel_rng, terms = bench.make_env(), random.Random(0), random.Random(1), bench.copy_terms()
     counts: Counter[tuple[str, str]] = Counter()
     wrong: list[tuple[str, str, str]] = []
     for task in unused_tasks(pool, demos, args.tasks):
@@ -79,20 +86,26 @@ def main() -> None:
         prompt = render_prompt("searchqa", task.goal, [(result.observation, search)], after.observation,
                                after.admissible_actions, step=1, history_length=p.agent.history_length,
                                think=p.agent.think)
+        observation, gold, remembered = after.observation, ANSWER.search(expert).group(1).strip(), None
+        if args.relabel:
+            remembered = gold
+            prompt, observation, expert = relabel_episode([prompt, observation, expert], terms, relabel_rng,
+                                                          YEARS["searchqa"])
+            gold = ANSWER.search(expert).group(1).strip()
         response, _ = sample_responses(model, [encode_prompt(tok, prompt, p.agent.max_prompt_tokens)],
                                        stop_ids=stop_ids, max_new_tokens=p.agent.max_new_tokens, temperature=0.05,
                                        generator=generator, pad_id=tok.pad_token_id)
         got = normalise(extract_action("searchqa", tok.decode(response[0])))
         answer = (m.group(1) if (m := ANSWER.search(got)) else got).strip()
-        gold = ANSWER.search(expert).group(1).strip()
-        kind = source(answer, gold, after.observation, prompt)
+        kind = "remembered (the real fact)" if answer == remembered != gold else source(answer, gold, observation, prompt)
         counts[(task.payload.get("template", ""), kind)] += 1
         if kind != "right" and len(wrong) < 8:
             wrong.append((task.goal, gold, answer))
     total: Counter[str] = Counter()
     for (_, kind), n in counts.items():
         total[kind] += n
-    print(json.dumps({"model": args.model, "holdout": holdout, "answer_turns": sum(total.values()),
+    print(json.dumps({"model": args.model, "holdout": holdout, "relabel": args.relabel,
+                      "answer_turns": sum(total.values()),
                       "source": dict(total),
                       "by_template": {f"{t}|{k}": n for (t, k), n in sorted(counts.items())},
                       "wrong_examples": wrong}), flush=True)
