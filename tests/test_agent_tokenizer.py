@@ -155,3 +155,15 @@ def test_split_digits_gives_one_token_per_digit_and_round_trips():
         assert tok.decode(tok.encode(text, add_special_tokens=False)) == " " + text  # the prefix space
     answer = "<answer>1097</answer>"
     assert extract_action("searchqa", tok.decode(tok.encode(answer))) == extract_action("searchqa", answer)
+
+
+def test_whole_numbers_keeps_each_year_one_token():
+    texts = [*TEXTS, "It was founded in 1097. Karboth (born 1917) founded it in 1926 for 40.00 dollars."] * 3
+    tok = build_tokenizer(texts, TokenizerSpec(vocab_size=512, whole_numbers=True))
+    for year in ("1097", "1917", "1926"):
+        assert year in [tok.decode([i]) for i in tok.encode(f"founded in {year}.", add_special_tokens=False)]
+    assert len(tok.encode("40.00", add_special_tokens=False)) > 1  # prices are not 3-4 digit words
+    answer = "<answer>1097</answer>"
+    assert extract_action("searchqa", tok.decode(tok.encode(answer))) == extract_action("searchqa", answer)
+    with pytest.raises(ValueError, match="exclusive"):
+        TokenizerSpec(split_digits=True, whole_numbers=True)

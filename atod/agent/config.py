@@ -56,6 +56,16 @@ class TokenizerSpec(Section):
     split_digits: bool = Field(False, description=(
         "embedded only: every digit its own token, as Qwen's and Llama's tokenizers split numbers, so "
         "`1097` is the same four tokens wherever it appears (BPE otherwise cuts years unevenly: ` 10` `9` `7`)"))
+    whole_numbers: bool = Field(False, description=(
+        "embedded only: every 3-4 digit number in the benchmarks' texts (Search-QA's years) one token, "
+        "so a year is copied like a whole-term name"))
+
+    @model_validator(mode="after")
+    def _one_number_rule(self):
+        if self.split_digits and self.whole_numbers:
+            raise ValueError("models.tokenizer: split_digits and whole_numbers are exclusive (a number is "
+                             "either one token per digit or one token); set one of them to false")
+        return self
 
 
 class ModelsConfig(Section):

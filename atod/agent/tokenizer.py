@@ -20,6 +20,7 @@ The chat template is ChatML (`<|im_start|>role\\ncontent<|im_end|>\\n`), the one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -33,6 +34,7 @@ TAG_TOKENS = (
     "<action>", "</action>", "<think>", "</think>", "<search>", "</search>",
     "<answer>", "</answer>", "<information>", "</information>",
 )
+NUMBER = re.compile(r"\b\d{3,4}\b")  # what `whole_numbers` keeps whole: Search-QA's years
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -81,6 +83,7 @@ def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec,
     Like the tags they cut the text into segments, so the piece after one gets a prefix space
     (`click[b0ae5rru5o ]` decodes with a space before `]`).
 
+    `spec.whole_numbers` adds every 3-4 digit number of `texts` (Search-QA's years) to those terms.
     `spec.split_digits` makes every digit its own piece (as Qwen's and Llama's tokenizers do), so a
     number is copied digit by digit with the same tokens wherever it appears."""
     alphabet = _ascii_alphabet()
@@ -107,6 +110,8 @@ def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec,
     tok.train_from_iterator(corpus, trainer=trainer)
     tok.add_tokens([AddedToken(t, single_word=False, normalized=False, special=False) for t in TAG_TOKENS])
     terms = sorted(set(whole_terms))
+    if spec.whole_numbers:
+        terms = sorted(set(terms) | {n for t in corpus for n in NUMBER.findall(t)})
     tok.add_tokens([AddedToken(t, single_word=True, normalized=False, special=False) for t in terms])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
