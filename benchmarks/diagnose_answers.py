@@ -9,9 +9,9 @@ right, another span of the passage that holds the fact (Doc 1), from the other p
 prompt, or nowhere in the prompt (from memory). One JSON line: the counts, overall and per template,
 then a few wrong answers (question, gold, answer). A model that reads and misses answers from the
 passages; one that has memorised its demonstrations answers with facts that are nowhere in the prompt.
-`--relabel` asks about a renamed world instead (each prompt's names and years through the random maps
-of `atod.train.relabel`): a model that reads gives the renamed fact, one that remembers gives the real
-one ("remembered").
+`--relabel` asks about a renamed world instead (each prompt's names, each within its kind, and years
+through the random maps of `atod.train.relabel`): a model that reads gives the renamed fact, one that
+remembers gives the real one ("remembered").
 """
 
 from __future__ import annotations
@@ -51,6 +51,17 @@ def source(answer: str, gold: str, observation: str, prompt: str) -> str:
     return "not in prompt"
 
 
+def name_kinds(kb) -> dict[str, str]:
+    """Each name word's kind in the knowledge base (country, city, organisation, first name, last name),
+    so that `--relabel` renames a country to another country's name and a person to another person's."""
+    kinds = {c.name: "country" for c in kb.countries} | {c.name: "city" for c in kb.cities}
+    kinds |= {o.name.split()[0]: "organisation" for o in kb.organisations}
+    for person in kb.people:
+        first, *_, last = person.name.split()
+        kinds |= {first: "first name", last: "last name"}
+    return kinds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", nargs="?", default="data/models/teacher")
@@ -74,6 +85,7 @@ def main() -> None:
                                            holdout=holdout)
     stop_ids = stop_token_ids(tok, stop_strings("searchqa"))
     env, rng, relabel_rng, terms = bench.make_env(), random.Random(0), random.Random(1), bench.copy_terms()
+    kinds = name_kinds(bench.kb)
     counts: Counter[tuple[str, str]] = Counter()
     wrong: list[tuple[str, str, str]] = []
     for task in unused_tasks(pool, demos, args.tasks):
@@ -90,7 +102,7 @@ def main() -> None:
         if args.relabel:
             remembered = gold
             prompt, observation, expert = relabel_episode([prompt, observation, expert], terms, relabel_rng,
-                                                          YEARS["searchqa"])
+                                                          YEARS["searchqa"], kinds)
             gold = ANSWER.search(expert).group(1).strip()
         response, _ = sample_responses(model, [encode_prompt(tok, prompt, p.agent.max_prompt_tokens)],
                                        stop_ids=stop_ids, max_new_tokens=p.agent.max_new_tokens, temperature=0.05,

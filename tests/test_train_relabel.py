@@ -24,6 +24,14 @@ def test_names_move_one_to_one_and_consistently():
     assert relabel_episode(texts, [], random.Random(3)) == texts  # no terms, no years: unchanged
 
 
+def test_kinds_keep_each_name_within_its_kind():
+    kinds = {"Karboth": "person", "Tolmek": "person", "Zephrin": "person", "Valdor": "city", "Quorra": "city",
+             "Ulmet": "city"}
+    for seed in range(20):
+        person, city = relabel_episode(["Karboth", "Valdor"], TERMS, random.Random(seed), kinds=kinds)
+        assert kinds[person] == "person" and kinds[city] == "city"
+
+
 def test_upper_and_lower_case_ids_move_together():
     ids = ["B07ABC", "b07abc", "B09XYZ", "b09xyz", "B01QQQ", "b01qqq"]
     out = relabel_episode(["[SEP] B07ABC [SEP] Red Shoes | click[b07abc]"], ids, random.Random(0))[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 # Benchmarks whose 3-4 digit numbers are years whose order, not value, answers questions, and the
@@ -49,11 +49,12 @@ def _spelled(key: str, like: str, forms: dict[str, str]) -> str:
 
 
 def relabel_episode(texts: Sequence[str], terms: Sequence[str], rng: random.Random,
-                    years: tuple[int, int] | None = None) -> list[str]:
+                    years: tuple[int, int] | None = None, kinds: Mapping[str, str] | None = None) -> list[str]:
     """`texts` (one episode's prompts and responses) with every copy term replaced through one random
     one-to-one map onto `terms` (whole words; case kept: `B07X` and `b07x` move together) and, when
     `years` = (low, high) is given, every 3-4 digit number replaced through one random increasing map
-    onto distinct years in [low, high]. Deterministic in `rng`'s state."""
+    onto distinct years in [low, high]. `kinds` (term -> kind, e.g. a country's name -> "country"): each
+    term moves to a term of its own kind (terms without one form one kind). Deterministic in `rng`'s state."""
     out = list(texts)
     if terms:
         pattern, group, keys = _term_index(tuple(sorted(set(terms))))
@@ -64,7 +65,11 @@ def relabel_episode(texts: Sequence[str], terms: Sequence[str], rng: random.Rand
         for k in keys:
             forms.setdefault(k, k)
         present = sorted({group[m] for text in out for m in pattern.findall(text)})
-        target = dict(zip(present, rng.sample(keys, len(present)), strict=True))
+        kind_of = {group[t]: (kinds or {}).get(t, "") for t in sorted(group)}
+        target: dict[str, str] = {}
+        for kind in sorted({kind_of[k] for k in present}):
+            sources = [k for k in present if kind_of[k] == kind]
+            target |= zip(sources, rng.sample([k for k in keys if kind_of[k] == kind], len(sources)), strict=True)
         out = [pattern.sub(lambda m: _spelled(target[group[m.group(0)]], m.group(0), forms), t) for t in out]
     if years is not None:
         low, high = years
