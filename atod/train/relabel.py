@@ -3,7 +3,7 @@
 A model warmed up from scratch on Search-QA demonstrations can answer "In which year was Wowex Gibram
 born?" two ways: read the year out of the retrieved passage, or remember Wowex Gibram's year from the
 other demonstrations that showed it. The second is learnt first and does not carry over to questions
-about entities it has not been trained on (`benchmarks/diagnose_turns.py`). Relabelling removes it: every
+about entities it has not been trained on (`benchmarks/diagnose_answers.py`). Relabelling removes it: every
 demonstration episode renames the benchmark's copy terms (`Benchmark.copy_terms`: Search-QA's name
 words, WebShop's product ids) by a random one-to-one map, the same map in every prompt and response of
 the episode, and renumbers Search-QA's years by a random order-preserving map. Inside an episode the
@@ -12,8 +12,11 @@ year; a search for a renamed city finds the renamed passages), and every relatio
 survives (one-to-one keeps "same birthplace?" answers, order-preserving keeps "who was born first?"
 answers); across episodes the same name has different facts, so only reading works.
 
-Demonstrations only (`sft_warmup.<role>.relabel_terms`): the environments, the checks and every
-evaluation play the real tasks.
+Demonstrations only (`sft_warmup.<role>.relabel_terms`, off by default): the environments, the checks
+and every evaluation play the real tasks. Measured (README, "Relabelled demonstrations"): on Search-QA at
+6,000 steps it taught less than plain demonstrations (the model learnt to copy nothing, not even the
+question's entity); what taught reading was more steps. With `kinds`, names move within their kind:
+`benchmarks/diagnose_answers.py --relabel` uses that to tell a read answer from a remembered one.
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ _YEAR = re.compile(r"\b\d{3,4}\b")
 
 
 @lru_cache(maxsize=8)
-def _term_index(terms: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str], tuple[str, ...]]:
+def _term_index(terms: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str], tuple[str, ...], dict[str, str]]:
     """(a whole-word pattern matching any term, longest first; term -> its case-folded group key;
-    the group keys, sorted). WebShop's ids come in two cases, one group."""
+    the group keys, sorted; key -> its mixed-case spelling, e.g. a Search-QA name, else the key).
+    WebShop's ids come in two cases, one group."""
     pattern = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")\b")
     group = {t: t.lower() for t in terms}
-    return pattern, group, tuple(sorted(set(group.values())))
+    forms = {group[t]: t for t in terms if not (t.isupper() or t.islower())}
+    keys = tuple(sorted(set(group.values())))
+    return pattern, group, keys, {k: forms.get(k, k) for k in keys}
 
 
 def _spelled(key: str, like: str, forms: dict[str, str]) -> str:
@@ -57,13 +63,7 @@ def relabel_episode(texts: Sequence[str], terms: Sequence[str], rng: random.Rand
     term moves to a term of its own kind (terms without one form one kind). Deterministic in `rng`'s state."""
     out = list(texts)
     if terms:
-        pattern, group, keys = _term_index(tuple(sorted(set(terms))))
-        forms = {}
-        for t in sorted(group):  # the mixed-case spelling of a group, where it has one (Search-QA names)
-            if not (t.isupper() or t.islower()):
-                forms[group[t]] = t
-        for k in keys:
-            forms.setdefault(k, k)
+        pattern, group, keys, forms = _term_index(tuple(sorted(set(terms))))
         present = sorted({group[m] for text in out for m in pattern.findall(text)})
         kind_of = {group[t]: (kinds or {}).get(t, "") for t in sorted(group)}
         target: dict[str, str] = {}
