@@ -211,3 +211,64 @@ def test_train_sft_epochs_follow_the_balance(searchqa):
                   log=lambda m, s, logged=logged: logged.append(m["epoch"]), log_every=1, progress=False)
         epochs[balance] = logged
     assert epochs == {"turns": [0.0, 0.0, 1.0, 1.0], "benchmarks": [0.0, 0.0, 0.0, 1.0]}
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_sft_continues_from_its_checkpoint_bitwise(searchqa, tmp_path):
+    """10 steps of 2 sequences (an epoch ends on the way), checkpoints every 3 steps, losses logged every 2
+    and a check every 5. Killed while logging step 6, the run continues from the checkpoint of step 3 (which
+    holds a half-filled loss average and a check after it): its log (replayed, then new) and its final
+    weights are those of a run never interrupted, and that run wrote no checkpoint at all."""
+    bench, tok = searchqa
+    examples, _ = expert_demonstrations(bench, n_episodes=5, noise=0.2, seed=0, agent_cfg=AGENT)
+    assert len(examples) < 20  # fewer than 10 steps x 2 sequences: the data order wraps into a new epoch
+    run = SFTRun(steps=10, sequences_per_step=2, warmup_steps=2, eval_every=5, checkpoint_every=3)
+
+    def check(m):  # depends on the weights, so a resumed model that differs would show here
+        return {"check/searchqa/success": float(sum(p.detach().double().sum() for p in m.parameters()))}
+
+    def train(log, checkpoint_dir=None):
+        model = build_tiny_model(TINY, tok, seed=0)
+        train_sft(model, tok, examples, run, seed=3, agent_cfg=AGENT, log=log, log_every=2, progress=False,
+                  check=check, checkpoint_dir=checkpoint_dir)
+        return model
+
+    def steady(logged):
+        return [(s, {k: v for k, v in m.items() if k != "tokens_per_s"}) for s, m in logged]
+
+    ref_log: list = []
+    ref = train(lambda m, s: ref_log.append((s, m)))
+
+    def killed(m, s):
+        if s == 6:
+            raise _Interrupt
+    with pytest.raises(_Interrupt):
+        train(killed, tmp_path / "ckpt")
+    from atod.train.checkpoint import find_checkpoint, load_trainer_state
+    assert load_trainer_state(find_checkpoint(tmp_path / "ckpt"))["step"] == 3
+
+    resumed_log: list = []
+    resumed = train(lambda m, s: resumed_log.append((s, m)), tmp_path / "ckpt")
+    assert steady(resumed_log) == steady(ref_log)
+    assert [s for s, m in ref_log if "check/searchqa/success" in m] == [5, 10]
+    for (name, a), (_, b) in zip(ref.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert load_trainer_state(find_checkpoint(tmp_path / "ckpt"))["step"] == 9  # the last one before the end
+
+
+def test_sft_checkpoint_of_another_run_is_an_error(searchqa, tmp_path):
+    bench, tok = searchqa
+    examples, _ = expert_demonstrations(bench, n_episodes=2, noise=0.0, seed=0, agent_cfg=AGENT)
+    run = SFTRun(steps=3, sequences_per_step=2, warmup_steps=0, checkpoint_every=1)
+    train_sft(build_tiny_model(TINY, tok, seed=0), tok, examples, run, seed=0, agent_cfg=AGENT, progress=False,
+              checkpoint_dir=tmp_path / "ckpt")
+    other = run.model_copy(update={"lr": 5e-4})
+    with pytest.raises(ValueError, match=r"different SFT run \(differs in: run\)"):
+        train_sft(build_tiny_model(TINY, tok, seed=0), tok, examples, other, seed=0, agent_cfg=AGENT, progress=False,
+                  checkpoint_dir=tmp_path / "ckpt")
+    # checkpoint_every is not part of what the run computes: another value continues the same run
+    train_sft(build_tiny_model(TINY, tok, seed=0), tok, examples, run.model_copy(update={"checkpoint_every": 2}),
+              seed=0, agent_cfg=AGENT, progress=False, checkpoint_dir=tmp_path / "ckpt")

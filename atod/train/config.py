@@ -24,6 +24,8 @@ class SFTRun(Section):
     eval_every: int = Field(0, ge=0, description="every N steps, success on train tasks no demonstration "
                             "used (a learning curve that never touches evaluation splits); 0 = never")
     eval_tasks: int = Field(32, ge=1, description="tasks per benchmark for that check (at eval temperature)")
+    checkpoint_every: int = Field(1000, ge=0, description="warm-up stages: a checkpoint every N steps, from "
+                                  "which an interrupted warm-up continues (atod.train.sft.train_sft); 0 = none")
     prompt_loss_weight: float = Field(
         0.0, ge=0.0, description="weight of a language-model loss on the prompt tokens (observations) added to "
         "the response loss; 0 = response tokens only")

@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -28,6 +29,13 @@ from atod.agent.config import AgentConfig
 from atod.agent.prompts import render_prompt
 from atod.agent.rollout import collect_rollouts, encode_prompt
 from atod.envs.base import Benchmark, Task
+from atod.train.checkpoint import (
+    find_checkpoint,
+    load_checkpoint_into,
+    load_trainer_state,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from atod.train.config import SFTRun
 from atod.train.relabel import YEARS, relabel_episode
 from atod.train.splits import split_validation
@@ -246,13 +254,20 @@ def train_sft(
     device: torch.device | str | None = None,
     progress: bool = True,
     check: Callable[[object], dict[str, float]] | None = None,
+    checkpoint_dir: Path | str | None = None,
 ):
     """Fine-tune `model` in place on `examples` for `run.steps` AdamW steps of `run.sequences_per_step`
     sequences (seeded shuffles, epoch after epoch), loss on response tokens only, linear warmup then
     cosine decay. Logs {loss, lr, tokens_per_s, epoch} every `log_every` steps (default: steps / 100).
     Every `run.eval_every` steps (and at the end), `check(model)` (model in eval mode) returns metrics
     that are logged at that step too. Returns the model in eval mode. `run.steps == 0` returns the
-    model untouched."""
+    model untouched.
+
+    `checkpoint_dir`: every `run.checkpoint_every` steps the model, optimizer, scheduler, RNG states, data
+    order and the metrics logged so far are written there atomically (`atod.train.checkpoint`). A later
+    call with the same directory, examples, run and seed continues from the last one: it first replays
+    the saved metrics through `log`, then trains the remaining steps, and ends with bitwise the weights of
+    an uninterrupted run (on CPU). A checkpoint written by a different run is an error."""
     agent_cfg = agent_cfg or AgentConfig()
     if run.steps == 0:
         return model.eval()
@@ -274,10 +289,48 @@ def train_sft(
     pool = epoch_pool([ex.benchmark for ex in examples], run.balance)
     lengths = [len(data[i][0]) for i in pool]
     batches: list[list[int]] = []
-    epoch = -1
+    epoch, start, loss_sum, loss_n = -1, 0, 0.0, 0
+    history: list[tuple[int, dict[str, float]]] = []  # every (step, metrics) logged: replayed on resume
+    # what a checkpoint must match to be continued (checkpoint_every changes nothing that is computed)
+    identity = {"seed": seed, "examples": len(examples), "tokens": sum(len(ids) for ids, _ in data),
+                "run": run.model_dump(mode="json", exclude={"checkpoint_every"})}
+    found = None
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        remove_stale_temporaries(checkpoint_dir)
+        found = find_checkpoint(checkpoint_dir)
+    if found is not None:
+        saved = load_trainer_state(found)
+        if saved["identity"] != identity:
+            diff = sorted(k for k in set(saved["identity"]) | set(identity)
+                          if saved["identity"].get(k) != identity.get(k))
+            raise ValueError(f"{found} was written by a different SFT run (differs in: {', '.join(diff)}); "
+                             f"delete it or use another checkpoint directory")
+        state = load_checkpoint_into(found, model=model, optimizer=optimizer, scheduler=scheduler)
+        start, epoch, batches = state["step"], state["epoch"], state["batches"]
+        loss_sum, loss_n = state["loss_sum"], state["loss_n"]
+        version, internal, gauss = state["order_rng"]
+        rng.setstate((version, tuple(internal), gauss))
+        history = [(step, metrics) for step, metrics in state["history"]]
+        if log is not None:
+            for step, metrics in history:
+                log(metrics, step)
+
+    def logged(metrics: dict[str, float], step: int) -> None:
+        history.append((step, metrics))
+        if log is not None:
+            log(metrics, step)
+
+    def save(step: int) -> None:
+        save_checkpoint(checkpoint_dir, model=model, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
+                        trainer_state={"step": step, "epoch": epoch, "batches": batches, "loss_sum": loss_sum,
+                                       "loss_n": loss_n, "order_rng": rng.getstate(), "history": history,
+                                       "identity": identity})
+
     model.train()
-    t_last, tokens_since, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
-    bar = tqdm(range(run.steps), desc="sft", disable=not progress, dynamic_ncols=True)
+    t_last, tokens_since = time.perf_counter(), 0
+    bar = tqdm(range(start, run.steps), initial=start, total=run.steps, desc="sft", disable=not progress,
+               dynamic_ncols=True)
     for step in bar:
         if not batches:
             epoch += 1
@@ -301,15 +354,16 @@ def train_sft(
             metrics = {"loss": loss_sum / loss_n, "lr": lr, "tokens_per_s": tokens_since / max(now - t_last, 1e-9),
                        "epoch": float(epoch)}
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", epoch=epoch)
-            if log is not None:
-                log(metrics, step + 1)
+            logged(metrics, step + 1)
             t_last, tokens_since, loss_sum, loss_n = now, 0, 0.0, 0
         if check is not None and run.eval_every and ((step + 1) % run.eval_every == 0 or step + 1 == run.steps):
             checked = check(model.eval())
             model.train()
             bar.set_postfix(**{k.rsplit("/", 2)[-2]: f"{v:.2f}" for k, v in checked.items() if k.endswith("success")})
-            if log is not None:
-                log(checked, step + 1)
+            logged(checked, step + 1)
+        if checkpoint_dir is not None and run.checkpoint_every and (step + 1) % run.checkpoint_every == 0 \
+                and step + 1 < run.steps:
+            save(step + 1)
     return model.eval()
 
 
@@ -325,10 +379,12 @@ def sft_on_benchmarks(
     log: LogFn | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    checkpoint_dir: Path | str | None = None,
 ) -> tuple[object, dict[str, float]]:
     """Stage helper: expert demonstrations on each benchmark's train split minus its last `holdout`
-    tasks (`warmup_demonstrations`), mixed, then `train_sft`. The check plays train
-    tasks outside that slice that no demonstration used. Returns (model, demo stats)."""
+    tasks (`warmup_demonstrations`), mixed, then `train_sft` (continuing from `checkpoint_dir`'s
+    checkpoint if there is one). The check plays train tasks outside that slice that no demonstration
+    used. Returns (model, demo stats)."""
     examples: list[SFTExample] = []
     stats: dict[str, float] = {}
     unused: dict[str, list] = {}
@@ -354,5 +410,5 @@ def sft_on_benchmarks(
         return out
 
     model = train_sft(model, tokenizer, examples, run, seed, agent_cfg=agent_cfg, log=log, device=device,
-                      progress=progress, check=check if run.eval_every else None)
+                      progress=progress, check=check if run.eval_every else None, checkpoint_dir=checkpoint_dir)
     return model, stats

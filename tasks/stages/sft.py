@@ -8,27 +8,54 @@ params, `sft_warmup.student`) can change without retraining the expensive teache
 Both read the params.yaml section `sft_warmup` (`seed` and their own `teacher` / `student` subsection).
 The teacher trains with seed `sft_warmup.seed + 0`, the student with `sft_warmup.seed + 1` (the order in
 which the former single `sft_warmup` stage warmed them up, so the models are unchanged by the split).
+
+An interrupted warm-up continues from its last checkpoint (every `checkpoint_every` steps), under
+`dvc repro` or a Prefect flow alike: it trains in .atod/resume/sft_<role>/<digest>/ (untracked, outside
+every DVC output, like the `train` stage's runs), where `digest` covers the code, data and resolved
+config the warm-up depends on (`warmup_inputs_digest`); the checkpoint is removed once the model is saved.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from tasks.stages.common import (
+    BENCH_DIR,
     INIT_DIR,
     METRICS_DIR,
+    RESUME_DIR,
     SFT_DIR,
     TEACHER_DIR,
     StageRun,
     _LastMetrics,
     _load_benchmarks,
     _save_model,
+    inputs_digest,
     write_json,
 )
 
 # role -> (seed offset from `sft_warmup.seed`, output directory)
 _ROLES = {"teacher": (0, TEACHER_DIR), "student": (1, SFT_DIR)}
+
+# The code a warm-up executes (dvc.yaml lists the same as the stages' deps).
+WARMUP_CODE = ("tasks/stages/common.py", "tasks/stages/sft.py", "atod/config.py", "atod/envs", "atod/agent",
+               "atod/train/sft.py", "atod/train/relabel.py", "atod/train/splits.py", "atod/train/config.py",
+               "atod/train/checkpoint.py")
+
+
+def warmup_inputs_digest(params, root: Path, role: str) -> str:
+    """md5 of everything `role`'s warm-up depends on: the code (WARMUP_CODE), the task sets and the initial
+    model it reads, and the resolved config (`sft_warmup.seed`, `sft_warmup.<role>` minus checkpoint_every,
+    `models`, `agent`, `prepare.benchmarks`, `train.eval_tasks`: the held-out validation slice)."""
+    data = {str(BENCH_DIR / b): root / BENCH_DIR / b for b in params.prepare.benchmarks}
+    data[str(INIT_DIR / role)] = root / INIT_DIR / role
+    config = {"seed": params.sft_warmup.seed, "role": role,
+              "run": getattr(params.sft_warmup, role).model_dump(mode="json", exclude={"checkpoint_every"}),
+              "models": params.models.model_dump(mode="json"), "agent": params.agent.model_dump(mode="json"),
+              "benchmarks": list(params.prepare.benchmarks), "holdout": params.train.eval_tasks}
+    return inputs_digest(WARMUP_CODE, data, config)
 
 
 def _warm_up(params, root: Path, run: StageRun, role: str) -> dict[str, Any]:
@@ -45,13 +72,15 @@ def _warm_up(params, root: Path, run: StageRun, role: str) -> dict[str, Any]:
     init = root / INIT_DIR / role
     tokenizer = load_tokenizer(init)
     model = load_model(init, getattr(params.models, role), device=device)
+    work = root / RESUME_DIR / f"sft_{role}" / warmup_inputs_digest(params, root, role)
     with run.child(f"sft-{role}", role=role) as log:
         log_last = _LastMetrics(log)
         model, stats = sft_on_benchmarks(model, tokenizer, benchmarks, cfg, params.sft_warmup.seed + offset,
                                          agent_cfg=params.agent, holdout=params.train.eval_tasks, log=log_last,
-                                         device=device)
+                                         device=device, checkpoint_dir=work / "checkpoint")
         log({f"demo/{k}": v for k, v in stats.items()}, cfg.steps)
     _save_model(model, tokenizer, root / out)
+    shutil.rmtree(work, ignore_errors=True)  # the model is saved: nothing left to resume
     summary = {"demo": stats, "final": log_last.last, "steps": cfg.steps}
     write_json(root / METRICS_DIR / f"sft_{role}.json", summary)
     return summary
