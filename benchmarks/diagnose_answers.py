@@ -16,23 +16,17 @@ remembers gives the real one ("remembered").
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
 from collections import Counter
 
-import torch
-from diagnose_turns import SEED_OFFSET, normalise
+from diagnose_turns import Diagnosis, arguments
 
-from atod.agent.models import load_model, load_tokenizer
-from atod.agent.prompts import extract_action, render_prompt, stop_strings
-from atod.agent.rollout import encode_prompt, sample_responses
-from atod.agent.tokenizer import stop_token_ids
-from atod.config import load_params
+from atod.agent.prompts import render_prompt
 from atod.envs import load_benchmark
 from atod.train.relabel import YEARS, relabel_episode
-from atod.train.sft import unused_tasks, warmup_demonstrations
+from atod.train.sft import unused_tasks
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>")
 
@@ -63,27 +57,15 @@ def name_kinds(kb) -> dict[str, str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", nargs="?", default="data/models/teacher")
-    ap.add_argument("--role", choices=("teacher", "student"), default="teacher")
-    ap.add_argument("--tasks", type=int, default=300)
-    ap.add_argument("--holdout", type=int, default=None, help="validation slice left out (default train.eval_tasks)")
+    ap = arguments(__doc__.split("\n\n")[0], tasks=300)
     ap.add_argument("--relabel", action="store_true",
                     help="rename the episode's names and renumber its years first (atod.train.relabel): an answer "
                          "that is the real fact instead of the relabelled one is remembered, not read")
-    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    p = load_params("params.yaml")
-    holdout = p.train.eval_tasks if args.holdout is None else args.holdout
-    tok = load_tokenizer(args.model)
-    model = load_model(args.model, getattr(p.models, args.role), device="cpu").eval()
-    generator = torch.Generator().manual_seed(0)
+    d = Diagnosis.load(args)
+    p = d.params
     bench = load_benchmark("searchqa", "data/benchmarks/searchqa")
-    pool, demos, _ = warmup_demonstrations(bench, getattr(p.sft_warmup, args.role),
-                                           p.sft_warmup.seed + SEED_OFFSET[args.role], agent_cfg=p.agent,
-                                           holdout=holdout)
-    stop_ids = stop_token_ids(tok, stop_strings("searchqa"))
+    pool, demos = d.demonstrations(bench)
     env, rng, relabel_rng, terms = bench.make_env(), random.Random(0), random.Random(1), bench.copy_terms()
     kinds = name_kinds(bench.kb)
     counts: Counter[tuple[str, str]] = Counter()
@@ -104,10 +86,7 @@ def main() -> None:
             prompt, observation, expert = relabel_episode([prompt, observation, expert], terms, relabel_rng,
                                                           YEARS["searchqa"], kinds)
             gold = ANSWER.search(expert).group(1).strip()
-        response, _ = sample_responses(model, [encode_prompt(tok, prompt, p.agent.max_prompt_tokens)],
-                                       stop_ids=stop_ids, max_new_tokens=p.agent.max_new_tokens, temperature=0.05,
-                                       generator=generator, pad_id=tok.pad_token_id)
-        got = normalise(extract_action("searchqa", tok.decode(response[0])))
+        got = d.act("searchqa", prompt)
         answer = (m.group(1) if (m := ANSWER.search(got)) else got).strip()
         kind = "remembered (the real fact)" if answer == remembered != gold else source(answer, gold, observation, prompt)
         counts[(task.payload.get("template", ""), kind)] += 1
@@ -116,7 +95,7 @@ def main() -> None:
     total: Counter[str] = Counter()
     for (_, kind), n in counts.items():
         total[kind] += n
-    print(json.dumps({"model": args.model, "holdout": holdout, "relabel": args.relabel,
+    print(json.dumps({"model": args.model, "holdout": d.holdout, "relabel": args.relabel,
                       "answer_turns": sum(total.values()),
                       "source": dict(total),
                       "by_template": {f"{t}|{k}": n for (t, k), n in sorted(counts.items())},

@@ -25,6 +25,7 @@ import json
 import random
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 
@@ -44,35 +45,70 @@ def normalise(action: str | None) -> str:
     return " ".join(re.sub(r"\s*([\]\[<>])\s*", r"\1", action or "").split())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str, tasks: int) -> argparse.ArgumentParser:
+    """The command line both diagnoses share: model, --role, --tasks, --holdout, --threads."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("model", nargs="?", default="data/models/teacher")
     ap.add_argument("--role", choices=("teacher", "student"), default="teacher",
                     help="whose demonstrations to leave out (sft_warmup.<role>)")
-    ap.add_argument("--benchmarks", nargs="+", default=None)
-    ap.add_argument("--tasks", type=int, default=150)
+    ap.add_argument("--tasks", type=int, default=tasks)
     ap.add_argument("--holdout", type=int, default=None, help="validation slice left out (default train.eval_tasks)")
+    ap.add_argument("--threads", type=int, default=1)
+    return ap
+
+
+@dataclass
+class Diagnosis:
+    """A warmed-up model, params.yaml and what the warm-up of `role` demonstrated, for a diagnosis."""
+
+    params: object
+    role: str
+    holdout: int
+    tokenizer: object
+    model: object
+    generator: torch.Generator
+
+    @classmethod
+    def load(cls, args: argparse.Namespace) -> Diagnosis:
+        torch.set_num_threads(args.threads)
+        p = load_params("params.yaml")
+        holdout = p.train.eval_tasks if args.holdout is None else args.holdout
+        model = load_model(args.model, getattr(p.models, args.role), device="cpu").eval()
+        return cls(p, args.role, holdout, load_tokenizer(args.model), model, torch.Generator().manual_seed(0))
+
+    def demonstrations(self, bench):
+        """(the train tasks the warm-up drew on, its demonstrations), recomputed from params.yaml."""
+        pool, demos, _ = warmup_demonstrations(bench, getattr(self.params.sft_warmup, self.role),
+                                               self.params.sft_warmup.seed + SEED_OFFSET[self.role],
+                                               agent_cfg=self.params.agent, holdout=self.holdout)
+        return pool, demos
+
+    def act(self, benchmark: str, prompt: str) -> str:
+        """The model's action for `prompt`, near-greedy (T = 0.05), normalised."""
+        tok, agent = self.tokenizer, self.params.agent
+        response, _ = sample_responses(self.model, [encode_prompt(tok, prompt, agent.max_prompt_tokens)],
+                                       stop_ids=stop_token_ids(tok, stop_strings(benchmark)),
+                                       max_new_tokens=agent.max_new_tokens, temperature=0.05,
+                                       generator=self.generator, pad_id=tok.pad_token_id)
+        return normalise(extract_action(benchmark, tok.decode(response[0])))
+
+
+def main() -> None:
+    ap = arguments(__doc__.split("\n\n")[0], tasks=150)
+    ap.add_argument("--benchmarks", nargs="+", default=None)
     ap.add_argument("--seen", action="store_true",
                     help="play demonstrated tasks instead (does the model fit its training set?)")
-    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    p = load_params("params.yaml")
-    run = getattr(p.sft_warmup, args.role)
-    holdout = p.train.eval_tasks if args.holdout is None else args.holdout
-    tok = load_tokenizer(args.model)
-    model = load_model(args.model, getattr(p.models, args.role), device="cpu").eval()
-    generator = torch.Generator().manual_seed(0)
+    d = Diagnosis.load(args)
+    p = d.params
     for name in args.benchmarks or p.prepare.benchmarks:
         bench = load_benchmark(name, f"data/benchmarks/{name}")
-        pool, demos, _ = warmup_demonstrations(bench, run, p.sft_warmup.seed + SEED_OFFSET[args.role],
-                                               agent_cfg=p.agent, holdout=holdout)
+        pool, demos = d.demonstrations(bench)
         if args.seen:
-            demonstrated = {d.task_id for d in demos}
+            demonstrated = {demo.task_id for demo in demos}
             tasks = [t for t in pool if t.task_id in demonstrated][:args.tasks]
         else:
             tasks = unused_tasks(pool, demos, args.tasks)
-        stop_ids = stop_token_ids(tok, stop_strings(name))
         by_turn: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_template: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         episodes_right, rng, env = 0, random.Random(0), bench.make_env()
@@ -82,11 +118,7 @@ def main() -> None:
                 prompt = render_prompt(name, task.goal, history, result.observation, result.admissible_actions,
                                        step=turn, history_length=p.agent.history_length, think=p.agent.think)
                 expert = env.expert_action(rng, 0.0)
-                ids = encode_prompt(tok, prompt, p.agent.max_prompt_tokens)
-                response, _ = sample_responses(model, [ids], stop_ids=stop_ids, max_new_tokens=p.agent.max_new_tokens,
-                                               temperature=0.05, generator=generator, pad_id=tok.pad_token_id)
-                got = extract_action(name, tok.decode(response[0]))
-                right = normalise(got) == normalise(extract_action(name, action_response(name, expert)))
+                right = d.act(name, prompt) == normalise(extract_action(name, action_response(name, expert)))
                 for table, key in ((by_turn, str(min(turn, 6))), (by_template, task.payload.get("template", name))):
                     table[key][0] += right
                     table[key][1] += 1
@@ -97,7 +129,7 @@ def main() -> None:
                     break
             episodes_right += all_right
         print(json.dumps({
-            "model": args.model, "benchmark": name, "tasks": len(tasks), "seen": args.seen, "holdout": holdout,
+            "model": args.model, "benchmark": name, "tasks": len(tasks), "seen": args.seen, "holdout": d.holdout,
             "turn_accuracy": {k: round(r / n, 3) for k, (r, n) in sorted(by_turn.items(), key=lambda kv: int(kv[0]))},
             "turns": {k: n for k, (_, n) in sorted(by_turn.items(), key=lambda kv: int(kv[0]))},
             "template_accuracy": {k: round(r / n, 3) for k, (r, n) in sorted(by_template.items())},
