@@ -69,13 +69,14 @@ def expert_demonstrations(
     agent_cfg: AgentConfig,
     tasks: Sequence[Task] | None = None,
     relabel: bool = False,
+    progress: bool = False,
 ) -> tuple[list[SFTExample], dict[str, float]]:
     """Play `n_episodes` episodes with the benchmark's scripted expert (a random action with
     probability `noise` per step) on tasks of `split` (or on `tasks`, a subset of it; a seeded
     permutation, cycled if needed) and return one (prompt, response) example per step, plus stats
     (episodes, steps, expert success rate). Deterministic in `seed`. `relabel`: each episode's texts
     renamed and renumbered (`atod.train.relabel.relabel_episode`, its own seeded stream, so the
-    episodes played are the same with and without it)."""
+    episodes played are the same with and without it). `progress`: a progress bar over the episodes."""
     tasks = list(benchmark.tasks(split) if tasks is None else tasks)
     if not tasks:
         raise ValueError(f"benchmark {benchmark.name!r} has no tasks in split {split!r}")
@@ -87,7 +88,8 @@ def expert_demonstrations(
     examples: list[SFTExample] = []
     won = 0
     env = benchmark.make_env()
-    for i in range(n_episodes):
+    for i in tqdm(range(n_episodes), desc=f"demonstrations {benchmark.name}", disable=not progress,
+                  dynamic_ncols=True, leave=False):
         task = tasks[order[i % len(order)]]
         result = env.reset(task)
         history: list[tuple[str, str]] = []
@@ -121,7 +123,8 @@ def unused_tasks(tasks: Sequence[Task], examples: Sequence[SFTExample], n: int) 
 
 
 def warmup_demonstrations(benchmark: Benchmark, run: SFTRun, seed: int, *, agent_cfg: AgentConfig,
-                          holdout: int = 0) -> tuple[list[Task], list[SFTExample], dict[str, float]]:
+                          holdout: int = 0, progress: bool = False,
+                          ) -> tuple[list[Task], list[SFTExample], dict[str, float]]:
     """What a warm-up draws on: (the train tasks it may use, i.e. the split minus its last `holdout`
     tasks, the validation slice `train` holds out; `run.episodes_per_benchmark` expert demonstrations
     at `run.expert_noise` on them; their stats)."""
@@ -130,7 +133,7 @@ def warmup_demonstrations(benchmark: Benchmark, run: SFTRun, seed: int, *, agent
         pool, _ = split_validation(pool, holdout)
     demos, stats = expert_demonstrations(benchmark, "train", n_episodes=run.episodes_per_benchmark,
                                          noise=run.expert_noise, seed=seed, agent_cfg=agent_cfg, tasks=pool,
-                                         relabel=run.relabel_terms)
+                                         relabel=run.relabel_terms, progress=progress)
     return list(pool), demos, stats
 
 
@@ -389,7 +392,8 @@ def sft_on_benchmarks(
     stats: dict[str, float] = {}
     unused: dict[str, list] = {}
     for bench in benchmarks:
-        pool, demos, st = warmup_demonstrations(bench, run, seed, agent_cfg=agent_cfg, holdout=holdout)
+        pool, demos, st = warmup_demonstrations(bench, run, seed, agent_cfg=agent_cfg, holdout=holdout,
+                                                progress=progress)
         examples += demos
         stats.update({f"{bench.name}_{k}": v for k, v in st.items()})
         unused[bench.name] = unused_tasks(pool, demos, run.eval_tasks)
