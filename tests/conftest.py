@@ -40,6 +40,20 @@ def tiny_searchqa():
     return bench, build_tokenizer(bench.corpus_texts(), TokenizerSpec(vocab_size=512))
 
 
+def tiny_project(root: Path, models: dict[str, int]) -> Path:
+    """A project root for a stage test: `tiny_searchqa()` saved under data/benchmarks/searchqa and, at each
+    path of `models` (relative to `root`), a tiny model built with that seed plus the tokenizer."""
+    from atod.agent.config import ModelSpec, TinyArch
+    from atod.agent.models import build_tiny_model
+
+    bench, tok = tiny_searchqa()
+    bench.save(root / "data/benchmarks/searchqa")
+    for out, seed in models.items():
+        build_tiny_model(ModelSpec(arch=TinyArch(**TINY_ARCH)), tok, seed).save_pretrained(root / out)
+        tok.save_pretrained(root / out)
+    return root
+
+
 def prepare_config(profile: str):
     """The `prepare` section of params.yaml under `profile`."""
     return resolve(yaml.safe_load((ROOT / "params.yaml").read_text()), profile=profile).prepare

@@ -15,18 +15,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from atod.agent.config import ModelSpec, TinyArch
-from atod.agent.models import build_tiny_model
 from atod.config import Params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import TINY_ARCH, tiny_searchqa
+from conftest import TINY_ARCH, tiny_project
 
 from tasks import tracking
 from tasks.parallel import worker_threads
 from tasks.stages import (
-    BENCH_DIR,
     EVAL_DATA_DIR,
     INIT_DIR,
     RESUME_DIR,
@@ -49,13 +46,8 @@ ARCH = TINY_ARCH
 def project(tmp_path_factory):
     """A project root holding what `train` reads: one benchmark, the SFT student and the teacher."""
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("project")
-    bench, tok = tiny_searchqa()
-    bench.save(root / BENCH_DIR / "searchqa")
-    spec = ModelSpec(arch=TinyArch(**ARCH))
-    for out, seed in ((SFT_DIR, 0), (TEACHER_DIR, 1), (INIT_DIR / "student", 2), (SEQKD_DIR, 3)):
-        build_tiny_model(spec, tok, seed).save_pretrained(root / out)
-        tok.save_pretrained(root / out)
+    root = tiny_project(tmp_path_factory.mktemp("project"),
+                        {SFT_DIR: 0, TEACHER_DIR: 1, INIT_DIR / "student": 2, SEQKD_DIR: 3})
     return root
 
 

@@ -13,17 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from atod.agent.config import ModelSpec, TinyArch
-from atod.agent.models import build_tiny_model
 from atod.config import Params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import TINY_ARCH, tiny_searchqa
+from conftest import TINY_ARCH, tiny_project
 
 import atod.train.sft as sft_module
 from tasks import tracking
-from tasks.stages import BENCH_DIR, INIT_DIR, RESUME_DIR, TEACHER_DIR, StageRun
+from tasks.stages import INIT_DIR, RESUME_DIR, TEACHER_DIR, StageRun
 from tasks.stages.sft import sft_teacher, warmup_inputs_digest
 
 
@@ -31,12 +29,7 @@ from tasks.stages.sft import sft_teacher, warmup_inputs_digest
 def project(tmp_path_factory):
     """A project root holding what `sft_teacher` reads: one benchmark and the initial teacher."""
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("project")
-    bench, tok = tiny_searchqa()
-    bench.save(root / BENCH_DIR / "searchqa")
-    build_tiny_model(ModelSpec(arch=TinyArch(**TINY_ARCH)), tok, 0).save_pretrained(root / INIT_DIR / "teacher")
-    tok.save_pretrained(root / INIT_DIR / "teacher")
-    return root
+    return tiny_project(tmp_path_factory.mktemp("project"), {INIT_DIR / "teacher": 0})
 
 
 def params(**teacher) -> Params:

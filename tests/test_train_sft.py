@@ -266,7 +266,7 @@ def test_sft_checkpoint_of_another_run_is_an_error(searchqa, tmp_path):
     train_sft(build_tiny_model(TINY, tok, seed=0), tok, examples, run, seed=0, agent_cfg=AGENT, progress=False,
               checkpoint_dir=tmp_path / "ckpt")
     other = run.model_copy(update={"lr": 5e-4})
-    with pytest.raises(ValueError, match=r"different SFT run \(differs in: run\)"):
+    with pytest.raises(ValueError, match=r"different run \(differs in: run\)"):
         train_sft(build_tiny_model(TINY, tok, seed=0), tok, examples, other, seed=0, agent_cfg=AGENT, progress=False,
                   checkpoint_dir=tmp_path / "ckpt")
     # checkpoint_every is not part of what the run computes: another value continues the same run

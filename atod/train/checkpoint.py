@@ -161,6 +161,18 @@ def load_checkpoint_into(checkpoint_dir: Path, *, model, optimizer, scheduler) -
     return load_trainer_state(checkpoint_dir)
 
 
+def resume_checkpoint(found: Path, identity: dict[str, Any], *, model, optimizer, scheduler,
+                      advice: str) -> dict[str, Any]:
+    """Restore the checkpoint `found` in place (`load_checkpoint_into`) once its trainer state's
+    "identity" equals `identity` (what a run must match to be continued); a checkpoint of another run is
+    a ValueError naming the keys that differ, then `advice`. Returns the trainer state."""
+    saved = load_trainer_state(found)["identity"]
+    if saved != identity:
+        diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+        raise ValueError(f"{found} was written by a different run (differs in: {', '.join(diff)}); {advice}")
+    return load_checkpoint_into(found, model=model, optimizer=optimizer, scheduler=scheduler)
+
+
 def remove_stale_temporaries(target: Path) -> None:
     """Delete temporary directories left by a checkpoint write that was killed half-way."""
     target = Path(target)

@@ -31,9 +31,8 @@ from atod.agent.rollout import collect_rollouts, encode_prompt
 from atod.envs.base import Benchmark, Task
 from atod.train.checkpoint import (
     find_checkpoint,
-    load_checkpoint_into,
-    load_trainer_state,
     remove_stale_temporaries,
+    resume_checkpoint,
     save_checkpoint,
 )
 from atod.train.config import SFTRun
@@ -303,13 +302,8 @@ def train_sft(
         remove_stale_temporaries(checkpoint_dir)
         found = find_checkpoint(checkpoint_dir)
     if found is not None:
-        saved = load_trainer_state(found)
-        if saved["identity"] != identity:
-            diff = sorted(k for k in set(saved["identity"]) | set(identity)
-                          if saved["identity"].get(k) != identity.get(k))
-            raise ValueError(f"{found} was written by a different SFT run (differs in: {', '.join(diff)}); "
-                             f"delete it or use another checkpoint directory")
-        state = load_checkpoint_into(found, model=model, optimizer=optimizer, scheduler=scheduler)
+        state = resume_checkpoint(found, identity, model=model, optimizer=optimizer, scheduler=scheduler,
+                                  advice="delete it or use another checkpoint directory")
         start, epoch, batches = state["step"], state["epoch"], state["batches"]
         loss_sum, loss_n = state["loss_sum"], state["loss_n"]
         version, internal, gauss = state["order_rng"]

@@ -53,9 +53,9 @@ from atod.tdur import tdur_token_weights_token_level, tdur_token_weights_turn_le
 from atod.train.checkpoint import (
     atomic_write_dir,
     find_checkpoint,
-    load_checkpoint_into,
     load_trainer_state,
     remove_stale_temporaries,
+    resume_checkpoint,
     save_checkpoint,
 )
 from atod.train.config import TrainConfig
@@ -469,13 +469,8 @@ def run_training(
     remove_stale_temporaries(ckpt_path)
     found = find_checkpoint(ckpt_path) if resume else None
     if found is not None:
-        saved = load_trainer_state(found)
-        if saved["identity"] != identity:
-            diff = sorted(k for k in set(saved["identity"]) | set(identity)
-                          if saved["identity"].get(k) != identity.get(k))
-            raise ValueError(f"{found} was written by a different run (differs in: {', '.join(diff)}); "
-                             f"use another out_dir or resume=False")
-        state = load_checkpoint_into(found, model=model, optimizer=optimizer, scheduler=scheduler)
+        state = resume_checkpoint(found, identity, model=model, optimizer=optimizer, scheduler=scheduler,
+                                  advice="use another out_dir or resume=False")
         sampler.load_state_dict(state["data_order"])
         start_step, best = state["step"], state["best"]
         _truncate_metrics(metrics_path, start_step)
