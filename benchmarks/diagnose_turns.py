@@ -25,7 +25,7 @@ import json
 import random
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -67,6 +67,7 @@ class Diagnosis:
     tokenizer: object
     model: object
     generator: torch.Generator
+    stop_ids: dict[str, list[int]] = field(default_factory=dict)  # per benchmark, computed on first use
 
     @classmethod
     def load(cls, args: argparse.Namespace) -> Diagnosis:
@@ -86,8 +87,10 @@ class Diagnosis:
     def act(self, benchmark: str, prompt: str) -> str:
         """The model's action for `prompt`, near-greedy (T = 0.05), normalised."""
         tok, agent = self.tokenizer, self.params.agent
+        if benchmark not in self.stop_ids:
+            self.stop_ids[benchmark] = stop_token_ids(tok, stop_strings(benchmark))
         response, _ = sample_responses(self.model, [encode_prompt(tok, prompt, agent.max_prompt_tokens)],
-                                       stop_ids=stop_token_ids(tok, stop_strings(benchmark)),
+                                       stop_ids=self.stop_ids[benchmark],
                                        max_new_tokens=agent.max_new_tokens, temperature=0.05,
                                        generator=self.generator, pad_id=tok.pad_token_id)
         return normalise(extract_action(benchmark, tok.decode(response[0])))
