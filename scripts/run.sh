@@ -2,9 +2,12 @@
 # The main job: set up the environment if needed, then run the whole pipeline with DVC.
 #   bash scripts/run.sh            # the profile named in params.yaml (default: the embedded demo)
 #   bash scripts/run.sh smoke      # another profile, as a DVC experiment (dvc exp run -S profile=smoke)
-#   bash scripts/run.sh repro      # the reproduction: every method x 3 seeds on ALFWorld, as the DVC
-#                                  # experiment `repro-alfworld` on top of the default (about 4 h on 2 cores;
-#                                  # run it again after an interruption: finished runs are reused)
+#   bash scripts/run.sh repro [BENCH ...]
+#                                  # the reproduction: every method x 3 seeds, 90 steps annealed over 48, on
+#                                  # BENCH (alfworld webshop searchqa; default all three), as the DVC experiment
+#                                  # `repro-<benches>` on top of the default (hours on 2 cores: see the README;
+#                                  # run it again after an interruption: finished runs and evaluations are reused,
+#                                  # also across experiments, so one benchmark at a time adds up to all three)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -25,10 +28,19 @@ restore_shipped() {
 }
 if [ "${1:-}" = "repro" ]; then
   # Only train.* differs from the default, so prepare, sft_* and cache_teacher are not rerun.
+  shift
+  benches=("$@")
+  [ ${#benches[@]} -gt 0 ] || benches=(alfworld webshop searchqa)
+  for b in "${benches[@]}"; do
+    case "$b" in alfworld|webshop|searchqa) ;;
+      *) echo "run.sh repro: unknown benchmark '$b' (expected alfworld, webshop or searchqa)" >&2; exit 2 ;;
+    esac
+  done
   restore_shipped
-  exec dvc exp run -n "${ATOD_REPRO_NAME:-repro-alfworld}" \
+  list="$(IFS=,; echo "${benches[*]}")"
+  exec dvc exp run -n "${ATOD_REPRO_NAME:-repro-$(IFS=-; echo "${benches[*]}")}" \
     -S 'train.methods=[grpo,opd,atod,atod_no_anneal,atod_uniform,atod_token,seqkd]' \
-    -S 'train.benchmarks=[alfworld]' -S 'train.seeds=[0,1,2]'
+    -S "train.benchmarks=[$list]" -S 'train.seeds=[0,1,2]' -S train.steps=90 -S train.anneal.anneal_steps=48
 elif [ $# -ge 1 ]; then
   exec dvc exp run -S "profile=$1"
 else
