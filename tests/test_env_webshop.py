@@ -368,35 +368,23 @@ def test_reward_type_factor():
 # ---- expert and random policies -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", ["smoke", "default"])
+@pytest.mark.parametrize(("profile", "expert_kind"), [("smoke", "reward"), ("default", "reward"), ("default", "observable")])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_expert_solves_every_split(profile, seed):
-    """The privileged (reward) expert solves every split of each profile's task sets, whatever expert the
-    profile's demonstrations use (the observable one is checked below)."""
-    bench = build(profile_config("webshop", profile).model_copy(update={"expert": "reward"}), seed)
+def test_expert_solves_every_split(profile, expert_kind, seed):
+    """The privileged (reward) expert solves every split of each profile's task sets; so does the default
+    profile's own demonstration expert, the observable one (measured 99.8% of the 6,000 train goals and
+    99-100% of the test goals for seeds 0-2)."""
+    cfg = profile_config("webshop", profile)
+    if expert_kind == "observable":
+        assert cfg.expert == "observable"  # the expert the default profile's demonstrations use
+    bench = build(cfg.model_copy(update={"expert": expert_kind}), seed)
     env = bench.make_env()
     rng = random.Random(seed)
     for split in bench.splits:
         episodes = [play(env, t, rng, expert(0.0)) for t in bench.tasks(split)]
         success = success_rate(episodes)
-        assert success >= 0.99, (profile, seed, split, success)
+        assert success >= 0.99, (profile, expert_kind, seed, split, success)
         assert all(len(e) - 1 <= bench.max_turns and e[-1].reward == e[-1].info.score for e in episodes)
-        assert all(not r.info.invalid for e in episodes for r in e[1:])
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_default_profile_expert_solves_its_splits(seed):
-    """The default profile's demonstrations come from its configured expert (observable since the joint
-    teacher): it wins at least 99% of each split within the turn limit (measured 99.8% of the 6,000 train
-    goals and 99-100% of the test goals for seeds 0-2)."""
-    cfg = profile_config("webshop", "default")
-    assert cfg.expert == "observable"
-    bench = build(cfg, seed)
-    env = bench.make_env()
-    rng = random.Random(seed)
-    for split in bench.splits:
-        episodes = [play(env, t, rng, expert(0.0)) for t in bench.tasks(split)]
-        assert success_rate(episodes) >= 0.99, (seed, split, success_rate(episodes))
         assert all(not r.info.invalid for e in episodes for r in e[1:])
 
 
