@@ -1,8 +1,8 @@
 """Independent stage jobs (training runs, model evaluations) in worker processes.
 
 Workers are spawned, not forked (the stage process holds torch threads and an MLflow client), and each
-sets its torch CPU threads: `models.torch_threads` if given, else the machine's cores shared out among
-the workers, so two workers do not each spin up every core. Results do not depend on which worker ran
+sets its torch CPU threads: `models.torch_threads` if given (more threads than cores in all is an error),
+else the machine's cores shared out among the workers, so two workers do not each spin up every core. Results do not depend on which worker ran
 a job or in which order; for a fixed thread count they equal those of running the jobs one by one.
 """
 
@@ -17,11 +17,21 @@ from typing import Any
 
 def worker_threads(torch_threads: int, workers: int) -> int:
     """torch threads per job: `torch_threads` if set (> 0); with several workers, the cores shared out;
-    one worker keeps torch's default (0 = do not touch)."""
+    one worker keeps torch's default (0 = do not touch). Raises ValueError when `torch_threads` x
+    `workers` asks for more threads than the machine has cores: oversubscribed torch (OpenMP) threads
+    wait on each other, and an ALFWorld training step took 3 times as long (128 s against 42 s, two runs
+    of 2 threads against two of 1 on 2 cores, 2026-12-03)."""
+    cores = os.cpu_count() or 1
     if torch_threads > 0:
+        if torch_threads * workers > cores:
+            raise ValueError(
+                f"models.torch_threads is {torch_threads} and {workers} jobs run at once: {torch_threads * workers} "
+                f"torch threads on {cores} CPU cores. Oversubscribed threads slow every job several times over; "
+                "set models.torch_threads: 0 (the cores shared out among the jobs) or run fewer jobs at once "
+                "(train.parallel_runs, evaluate.parallel_jobs)")
         return torch_threads
     if workers > 1:
-        return max(1, (os.cpu_count() or 1) // workers)
+        return max(1, cores // workers)
     return 0
 
 

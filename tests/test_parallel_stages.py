@@ -115,7 +115,9 @@ def test_worker_threads_share_the_cores_unless_set(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert worker_threads(0, 1) == 0  # one worker: torch's default
     assert worker_threads(0, 2) == 4 and worker_threads(0, 3) == 2 and worker_threads(0, 16) == 1
-    assert worker_threads(3, 2) == 3  # models.torch_threads wins
+    assert worker_threads(3, 2) == 3 and worker_threads(8, 1) == 8  # models.torch_threads wins
+    with pytest.raises(ValueError, match=r"models.torch_threads is 3 and 3 jobs run at once: 9 torch threads on 8"):
+        worker_threads(3, 3)  # oversubscribed
 
 
 def test_parallel_evaluation_matches_sequential(project, monkeypatch):
