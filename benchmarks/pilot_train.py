@@ -55,7 +55,9 @@ def main() -> None:
                 if v is not None})
     if args.anneal_steps is not None:
         raw["anneal"]["anneal_steps"] = args.anneal_steps
-    p = p.model_copy(update={"train": type(p.train)(**raw)})  # validated like params.yaml
+    # validated like params.yaml; --threads wins over models.torch_threads (which the trainer applies)
+    p = p.model_copy(update={"train": type(p.train)(**raw),
+                             "models": p.models.model_copy(update={"torch_threads": args.threads})})
     bench = load_benchmark(args.benchmark, f"data/benchmarks/{args.benchmark}")
     tok = load_tokenizer(args.student)
     eval_fn = make_validation_fn(p, bench, tok, "cpu")
