@@ -1,9 +1,10 @@
 """Independent stage jobs (training runs, model evaluations) in worker processes.
 
 Workers are spawned, not forked (the stage process holds torch threads and an MLflow client), and each
-sets its torch CPU threads: `models.torch_threads` if given (more threads than cores in all is an error),
-else the machine's cores shared out among the workers, so two workers do not each spin up every core. Results do not depend on which worker ran
-a job or in which order; for a fixed thread count they equal those of running the jobs one by one.
+sets its torch CPU threads: `models.torch_threads` if given (more threads than cores in all is an
+error), else the machine's cores shared out among the workers, so two workers do not each spin up every
+core. Results do not depend on which worker ran a job or in which order; for a fixed thread count they
+equal those of running the jobs one by one.
 """
 
 from __future__ import annotations
