@@ -4,6 +4,7 @@ the embedded default and of the reproduction were chosen (README, "Choosing the 
 
     python benchmarks/pilot_train.py opd --lr 1e-4 --steps 30 --anneal-steps 16 --updates-per-step 4 \\
         --out /tmp/pilot/opd_k4 [--benchmark alfworld] [--student data/models/student_sft] [--threads 1]
+        [--max-grad-norm 1.0] [--tasks-per-step 2]
 
 Other settings come from params.yaml (the default profile). Prints one JSON line per step and per
 validation; the run resumes from its checkpoint in --out when started again.
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--anneal-steps", type=int)
     ap.add_argument("--updates-per-step", type=int)
     ap.add_argument("--tasks-per-step", type=int)
+    ap.add_argument("--max-grad-norm", type=float)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--student", default="data/models/student_sft")
     ap.add_argument("--teacher", default="data/models/teacher")
@@ -51,7 +53,7 @@ def main() -> None:
     p = load_params("params.yaml")
     raw = p.train.model_dump()
     raw.update({k: v for k, v in {"lr": args.lr, "steps": args.steps, "updates_per_step": args.updates_per_step,
-                                 "tasks_per_step": args.tasks_per_step}.items()
+                                 "tasks_per_step": args.tasks_per_step, "max_grad_norm": args.max_grad_norm}.items()
                 if v is not None})
     if args.anneal_steps is not None:
         raw["anneal"]["anneal_steps"] = args.anneal_steps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from atod.agent.models import (
     TokenizerMismatchError,
     build_tiny_model,
     check_compatible,
+    deterministic_cuda,
     load_model,
     load_tokenizer,
     resolve_device,
@@ -61,6 +64,20 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             resolve_device(ModelsConfig(device="cuda"))
+
+
+def test_deterministic_cuda_keeps_a_users_cublas_setting(monkeypatch):
+    was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        deterministic_cuda()
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+        deterministic_cuda()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    finally:
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
 
 
 def test_check_compatible(tok, tmp_path):
