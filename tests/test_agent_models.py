@@ -69,7 +69,8 @@ def test_resolve_device():
 def test_deterministic_cuda_keeps_a_users_cublas_setting(monkeypatch):
     was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # records the caller's value for the undo
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
         deterministic_cuda()
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
