@@ -82,19 +82,18 @@ def run_one(config: str, benchmark: str, steps: int, seed: int, work: Path) -> d
           out_dir=work / f"{config}_{benchmark}_{seed}_{len(list(work.iterdir()))}", resume=False, progress=False,
           log=lambda m, step: rows.append({"step": step, **{k: m[k] for k in KEPT if k in m}}))
     wall = time.perf_counter() - t0
-    later = [r["step_time_s"] for r in rows[1:]] or [rows[0]["step_time_s"]]
+    timed = rows[1:] or rows  # the first step includes CUDA initialisation and warm-up
     return {
         "config": config, "benchmark": benchmark, "seed": seed, "steps": steps, "wall_s": round(wall, 2),
         "tasks_per_step": params.train.tasks_per_step, "samples_per_task": params.train.samples_per_task,
         "dtype": params.models.student.dtype,
         "first_step_s": round(rows[0]["step_time_s"], 3),
-        "step_s_median": round(statistics.median(later), 3),
-        "rollout_s_median": round(statistics.median(r["time_rollout_s"] for r in rows[1:] or rows), 3),
-        "teacher_s_median": round(statistics.median(r["time_teacher_s"] for r in rows[1:] or rows), 3),
-        "update_s_median": round(statistics.median(r["time_update_s"] for r in rows[1:] or rows), 3),
+        **{f"{name}_median": round(statistics.median(r[key] for r in timed), 3)
+           for name, key in (("step_s", "step_time_s"), ("rollout_s", "time_rollout_s"),
+                             ("teacher_s", "time_teacher_s"), ("update_s", "time_update_s"))},
         "turns_mean": round(statistics.mean(r["turns"] for r in rows), 2),
         "peak_mem_mb": round(max(r["peak_mem_mb"] for r in rows), 1),
-        "run_estimate_min": round(full_steps * statistics.median(later) / 60, 1),
+        "run_estimate_min": round(full_steps * statistics.median(r["step_time_s"] for r in timed) / 60, 1),
         "run_estimate_steps": full_steps,
         "per_step": rows,
     }
