@@ -52,3 +52,30 @@ def test_shipped_outputs_are_in_the_store():
                         missing.append(f"{stage}: {out['path']}/{entry['relpath']}")
     assert not missing, ("outputs recorded in dvc.lock are missing from dvc-store/; run `dvc push --remote "
                          f"embedded {' '.join(SHIPPED)}` and commit dvc-store/: " + ", ".join(missing))
+
+
+@pytest.mark.skipif(not (ROOT / "dvc.lock").exists(), reason="no dvc.lock committed")
+def test_shipped_outputs_are_up_to_date_with_code_and_params():
+    """A change to a shipped stage's code or params that dvc.lock does not record makes `dvc repro`
+    redo them (about 1.5 h on 2 cores) instead of restoring them; 4c98de0 did this with a CUDA-only edit
+    of atod/agent/models.py. Data deps that are merely absent (a clone that has pulled nothing) are fine."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *SHIPPED], check=False,
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    stale = []
+    for stage, changes in (json.loads(proc.stdout or "{}")).items():
+        for change in changes if isinstance(changes, list) else []:
+            if not isinstance(change, dict):  # e.g. "changed command"
+                stale.append(f"{stage}: {change}")
+                continue
+            for path, state in (change.get("changed deps") or {}).items():
+                if state != "deleted":
+                    stale.append(f"{stage}: {path} {state}")
+    assert not stale, (
+        "dvc.lock no longer matches the code or params of the shipped stages: " + "; ".join(stale) + ". "
+        "If the change cannot alter their outputs, pull them (`dvc pull --remote embedded "
+        f"{' '.join(SHIPPED)}`), check, and record it with `dvc commit -f {' '.join(SHIPPED)}`; otherwise "
+        f"rerun them (`dvc repro {' '.join(SHIPPED)}`), `dvc push --remote embedded` and commit dvc-store/.")
