@@ -30,11 +30,11 @@ if [ "${1:-}" = "repro" ]; then
   # Only train.* differs from the default, so prepare, sft_* and cache_teacher are not rerun.
   shift
   benches=("$@")
-  [ ${#benches[@]} -gt 0 ] || benches=(alfworld webshop searchqa)
+  read -r -a known <<< "$(python -c 'from atod.envs import BENCHMARKS; print(*BENCHMARKS)')"
+  [ ${#benches[@]} -gt 0 ] || benches=("${known[@]}")
   for b in "${benches[@]}"; do
-    case "$b" in alfworld|webshop|searchqa) ;;
-      *) echo "run.sh repro: unknown benchmark '$b' (expected alfworld, webshop or searchqa)" >&2; exit 2 ;;
-    esac
+    [[ " ${known[*]} " == *" $b "* ]] \
+      || { echo "run.sh repro: unknown benchmark '$b' (expected one of: ${known[*]})" >&2; exit 2; }
   done
   restore_shipped
   list="$(IFS=,; echo "${benches[*]}")"

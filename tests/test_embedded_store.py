@@ -25,6 +25,15 @@ def test_run_script_pulls_the_stages_checked_here():
     assert 'url = ../dvc-store' in (ROOT / ".dvc" / "config").read_text()
 
 
+def test_run_script_refuses_an_unknown_benchmark_before_running_anything():
+    import subprocess
+
+    proc = subprocess.run(["bash", "scripts/run.sh", "repro", "alfworld", "webshopp"], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "unknown benchmark 'webshopp' (expected one of: alfworld webshop searchqa)" in proc.stderr
+
+
 @pytest.mark.skipif(not (ROOT / "dvc.lock").exists(), reason="no dvc.lock committed")
 def test_shipped_outputs_are_in_the_store():
     lock = (yaml.safe_load((ROOT / "dvc.lock").read_text()) or {}).get("stages") or {}
