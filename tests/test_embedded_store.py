@@ -67,7 +67,7 @@ def test_shipped_outputs_are_in_the_store():
 def test_shipped_outputs_are_up_to_date_with_code_and_params():
     """A change to a shipped stage's code or params that dvc.lock does not record makes `dvc repro`
     redo them (about 1.5 h on 2 cores) instead of restoring them; 4c98de0 did this with a CUDA-only edit
-    of atod/agent/models.py. Data deps that are merely absent (a clone that has pulled nothing) are fine."""
+    of atod/agent/models.py. Data deps (absent in a clone that has pulled nothing) are not checked."""
     import subprocess
     import sys
 
@@ -81,7 +81,9 @@ def test_shipped_outputs_are_up_to_date_with_code_and_params():
                 stale.append(f"{stage}: {change}")
                 continue
             for path, state in (change.get("changed deps") or {}).items():
-                if state != "deleted":
+                # data/ deps are other stages' outputs: absent in a fresh clone, and a workspace's own
+                # business otherwise; code files and params (state: a dict of keys) are what count here
+                if not path.startswith("data/"):
                     stale.append(f"{stage}: {path} {state}")
     assert not stale, (
         "dvc.lock no longer matches the code or params of the shipped stages: " + "; ".join(stale) + ". "
