@@ -115,12 +115,18 @@ def test_claim_verdicts_by_hand():
     assert claim(-0.05, -0.01).direction.startswith("contradicted") and claim(-0.05, -0.01).size_in_ci == "no"
     assert claim(-0.02, 0.06).direction.startswith("not shown") and claim(-0.02, 0.06).size_in_ci == "yes"
     assert claim(0.0, 0.06).direction.startswith("not shown")  # a CI touching 0 does not exclude it
+    few = ClaimCheck("c", AVERAGE, (3.0, 4.0), Delta(AVERAGE, "atod", "opd", -0.03, (-0.05, -0.01), True, 10), 2)
+    assert few.direction == "2 seeds only: ATOD behind, CI excludes 0 (it resamples episodes, not runs)"
+    one_wide = ClaimCheck("c", AVERAGE, (3.0, 4.0), Delta(AVERAGE, "atod", "opd", 0.02, (-0.02, 0.06), True, 10), 1)
+    assert one_wide.direction.startswith("not shown")
     missing = ClaimCheck("c", AVERAGE, (2.0, 2.0), None)
     assert missing.direction == "not run" and missing.size_in_ci == "-"
 
 
 def test_claims_and_ablation_deltas_in_the_comparison():
-    recs = make_records() + [record("atod_no_anneal", b, s, 10) for b, splits in SPLITS.items() for s in splits]
+    seeds = (0, 1, 2)
+    recs = make_records(seeds) + [record("atod_no_anneal", b, s, 10, seed=seed) for b, splits in SPLITS.items()
+                                  for s in splits for seed in seeds]
     comp = build_comparison(recs, CFG)
     deltas = {(d.method, d.baseline, d.benchmark): d for d in comp.deltas}
     assert deltas[("atod", "atod_no_anneal", "alfworld")].delta == pytest.approx(0.7 - 1.0)
@@ -132,8 +138,15 @@ def test_claims_and_ablation_deltas_in_the_comparison():
     assert by_baseline["atod_no_anneal"].direction.startswith("contradicted") and by_baseline["atod_no_anneal"].scope == "alfworld"
     assert by_baseline[None].direction == "not run"  # uniform and token-level were not run (both None)
     assert sum(c.delta is None for c in comp.claims) == 2
+    assert by_baseline["teacher"].seeds == 3  # the teacher is one model; ATOD's seeds count
     md = json.loads(json.dumps(comp.to_full_json()))
     assert [c["direction"] for c in md["claims"]] == [c.direction for c in comp.claims]
+    assert [c["seeds"] for c in md["claims"]] == [3] * 6
+
+    # the same effects from one training run per method: reported as one seed's result, not a verdict
+    one = {c.delta.baseline: c for c in build_comparison(make_records(), CFG).claims if c.delta}
+    assert one["grpo"].direction == "1 seed only: ATOD ahead, CI excludes 0 (it resamples episodes, not runs)"
+    assert one["grpo"].seeds == 1
 
 
 def test_training_tables_by_hand(tmp_path):
