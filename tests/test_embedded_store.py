@@ -5,6 +5,8 @@ a fresh clone would silently retrain the teacher (about 40 minutes on 2 cores)."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +28,6 @@ def test_run_script_pulls_the_stages_checked_here():
 
 
 def test_run_script_refuses_an_unknown_benchmark_before_running_anything():
-    import subprocess
-
     proc = subprocess.run(["bash", "scripts/run.sh", "repro", "alfworld", "webshopp"], cwd=ROOT, check=False,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -68,9 +68,6 @@ def test_shipped_outputs_are_up_to_date_with_code_and_params():
     """A change to a shipped stage's code or params that dvc.lock does not record makes `dvc repro`
     redo them (about 1.5 h on 2 cores) instead of restoring them; 4c98de0 did this with a CUDA-only edit
     of atod/agent/models.py. Data deps (absent in a clone that has pulled nothing) are not checked."""
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *SHIPPED], check=False,
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
