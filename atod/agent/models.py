@@ -117,10 +117,12 @@ def deterministic_cuda() -> None:
     Without it two runs of the same seed on an H200 agreed on every sampled token for 3 steps but their
     losses differed in the 7th digit (atomic-add reductions), which sampling turns into different
     trajectories later. cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first call (a user's own value
-    is kept); an op with no deterministic kernel warns instead of stopping a run.
+    is kept). Strict, not `warn_only`: with `warn_only=True` the backward of PyTorch's memory-efficient
+    (fp32) and flash (bf16) attention keeps its atomic-add kernel and only warns, and runs still differed
+    (H200, 2026-12-04); strict, they were identical. An op with no deterministic kernel raises, naming it.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
 
 
