@@ -242,6 +242,12 @@ def stage(
     _params(params, profile)  # refuse bad params before any import or compute
     _project_imports()
     from tasks.stages import run_stage
+    from tasks.tracking import tracking_on
+
+    try:
+        tracking_on()  # ATOD_TRACKING: on or off
+    except ValueError as e:
+        _fail(str(e))
 
     run_stage(name.value, params_path=params, profile=profile.value if profile else None)
 

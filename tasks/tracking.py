@@ -22,6 +22,11 @@ training/evaluation runs, method, benchmark and seed.
 
 Nothing here runs on import: entry points call `atod.project_env.configure_environment()` first, which
 points MLflow at `sqlite:///<project>/mlflow.db`.
+
+`ATOD_TRACKING=off` runs the stages without MLflow, on a machine that does not have it (the accelerator
+machine has torch and transformers, not MLflow, Prefect or DVC): every function below then logs nothing
+and opens no run (run ids are ""), and mlflow is never imported. The stages' files (data/, metrics/,
+reports/, .atod/timing/) are written as always.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import json
 import os
 import posixpath
 import subprocess
+import sys
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,6 +47,7 @@ import yaml
 
 from tasks.params_keys import lookup
 
+TRACKING_ENV = "ATOD_TRACKING"  # "on" (default) or "off": no MLflow at all
 PARENT_RUN_ENV = "ATOD_MLFLOW_PARENT_RUN_ID"
 EXPERIMENT_ENV = "ATOD_MLFLOW_EXPERIMENT"
 LAUNCHER_ENV = "ATOD_LAUNCHER"  # "prefect", "dvc" or "cli": a tag on the parent run
@@ -49,6 +56,14 @@ STATE_FILE = Path(".atod") / "parent_run.json"
 # Directory entries DVC skips for us via .dvcignore; the digest below must skip the same ones.
 IGNORED_NAMES = ("__pycache__", ".pytest_cache", ".ruff_cache")
 IGNORED_SUFFIXES = (".pyc",)
+
+
+def tracking_on() -> bool:
+    """False when `ATOD_TRACKING=off` (see the module docstring); any value but on/off is an error."""
+    value = os.environ.get(TRACKING_ENV, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"{TRACKING_ENV} must be 'on' or 'off', not {os.environ[TRACKING_ENV]!r}")
+    return value == "on"
 
 
 # ---------------------------------------------------------------- time spent in MLflow calls
@@ -195,6 +210,8 @@ def _str_param(value: Any) -> str:
 
 def log_config(run_id: str, flat: Mapping[str, Any]) -> None:
     """Log a flattened config as params (lists as JSON, values cut to MLflow's length limit)."""
+    if not tracking_on():
+        return
     from mlflow import MlflowClient
     from mlflow.entities import Param
 
@@ -213,7 +230,9 @@ def base_tags(root: Path, profile: str) -> dict[str, str]:
 def create_parent_run(root: Path, params: Any, *, launcher: str, run_name: str | None = None,
                       extra_tags: Mapping[str, str] | None = None, experiment: str | None = None) -> str:
     """Start (and leave running) a parent run for one pipeline execution in MLflow experiment
-    `experiment` (default: $ATOD_MLFLOW_EXPERIMENT or 'atod'); returns its id."""
+    `experiment` (default: $ATOD_MLFLOW_EXPERIMENT or 'atod'); returns its id ("" with tracking off)."""
+    if not tracking_on():
+        return ""
     from mlflow import MlflowClient
 
     exp_id = experiment_id(root, experiment)
@@ -227,6 +246,8 @@ def create_parent_run(root: Path, params: Any, *, launcher: str, run_name: str |
 
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:
+    if not tracking_on():
+        return
     from mlflow import MlflowClient
 
     with TrackingClock.measure():
@@ -310,7 +331,12 @@ def resolve_parent_run(root: Path, params: Any) -> tuple[str, bool]:
 @contextmanager
 def stage_run(root: Path, stage: str, params: Any) -> Iterator[str]:
     """An active MLflow run for one stage, nested under the pipeline's parent run; yields its id.
-    Ends FINISHED, or FAILED if the body raises (and marks a self-managed parent the same way)."""
+    Ends FINISHED, or FAILED if the body raises (and marks a self-managed parent the same way).
+    With tracking off, yields "" and logs nothing."""
+    if not tracking_on():
+        print(f"tracking: {TRACKING_ENV}=off, stage {stage!r} runs without MLflow", file=sys.stderr)
+        yield ""
+        return
     import mlflow
     from mlflow import MlflowClient
 
@@ -338,7 +364,11 @@ def stage_run(root: Path, stage: str, params: Any) -> Iterator[str]:
 
 @contextmanager
 def child_run(name: str, tags: Mapping[str, Any] | None = None) -> Iterator[str]:
-    """A run nested under the active (stage) run, e.g. one per method x benchmark x seed; yields its id."""
+    """A run nested under the active (stage) run, e.g. one per method x benchmark x seed; yields its id
+    ("" with tracking off)."""
+    if not tracking_on():
+        yield ""
+        return
     import mlflow
 
     parent = mlflow.active_run()
@@ -359,7 +389,9 @@ def child_run(name: str, tags: Mapping[str, Any] | None = None) -> Iterator[str]
 def open_child_run(name: str, tags: Mapping[str, Any] | None = None) -> str:
     """Create a run nested under the active (stage) run without making it active, and return its id: for
     runs whose metrics are logged from other processes (`log_metrics(..., run_id=...)`), such as parallel
-    training runs. Close it with `end_run(run_id, status)`."""
+    training runs. Close it with `end_run(run_id, status)`. With tracking off, returns ""."""
+    if not tracking_on():
+        return ""
     import mlflow
     from mlflow import MlflowClient
 
@@ -375,6 +407,8 @@ def open_child_run(name: str, tags: Mapping[str, Any] | None = None) -> str:
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None, run_id: str | None = None) -> None:
     """Log the finite numeric entries of `metrics` in one batch (non-numbers are skipped)."""
+    if not tracking_on():
+        return
     import mlflow
 
     run_id = run_id or mlflow.active_run().info.run_id
@@ -390,6 +424,8 @@ def log_metric_history(records: Sequence[Mapping[str, Any]], run_id: str) -> Non
 
 def _log_batch(run_id: str, entries: Iterable[tuple[str, Any, int]]) -> None:
     """Log (key, value, step) entries whose value is a finite number, 1000 per request."""
+    if not tracking_on():
+        return
     import math
 
     from mlflow import MlflowClient
@@ -409,6 +445,8 @@ def _metric_key(key: str) -> str:
 
 
 def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    if not tracking_on():
+        return
     import mlflow
 
     if not path.exists():
@@ -421,6 +459,8 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
 
 
 def log_text(text: str, artifact_file: str) -> None:
+    if not tracking_on():
+        return
     import mlflow
 
     with TrackingClock.measure():

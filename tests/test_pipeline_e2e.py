@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -176,3 +178,78 @@ def test_prefect_deployment_run_against_a_local_server(project):
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert "compare" in lock["stages"]
+
+
+def _without_times(line: str) -> dict:
+    record = json.loads(line)
+    return {k: v for k, v in record.items() if "time" not in k and k not in ("tokens_per_s", "peak_mem_mb")}
+
+
+def test_a_stage_runs_without_mlflow_prefect_or_dvc(project, tmp_path):
+    """`ATOD_TRACKING=off`, as on the accelerator machine (torch and transformers, no MLflow, Prefect or
+    DVC): one training run is deleted and `atod stage train` trains it again, in a worker process, with
+    those three packages unimportable. It equals the run `dvc repro` made (same seed, same machine), and
+    the MLflow store gains no run. Last in this module: it rewrites one run of the shared project."""
+    blocked = tmp_path / "blocked"
+    for name in ("mlflow", "prefect", "dvc"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed here')\n")
+    client = _mlflow(project)
+    experiment = client.get_experiment_by_name("atod").experiment_id
+    runs_before = len(client.search_runs([experiment], max_results=1000))
+    run = project / "data/runs/grpo/searchqa/seed0"
+    before = [_without_times(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(run)
+    for work in (project / ".atod/resume/train").glob("*/grpo/searchqa/seed0"):
+        shutil.rmtree(work)
+    env = {**sandbox_env(project), "ATOD_TRACKING": "off"}
+    env["PYTHONPATH"] = f"{blocked}{os.pathsep}{env['PYTHONPATH']}"
+    out = subprocess.run([sys.executable, "-m", "atod.cli", "stage", "train"], cwd=project, env=env,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "runs without MLflow" in out.stderr
+    after = [_without_times(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert after == before and len(after) > 0
+    assert len(client.search_runs([experiment], max_results=1000)) == runs_before
+    env["ATOD_TRACKING"] = "of"
+    out = subprocess.run([sys.executable, "-m", "atod.cli", "stage", "compare"], cwd=project, env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 2 and "ATOD_TRACKING must be 'on' or 'off', not 'of'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_gpu_repro_script_runs_the_stages_without_mlflow_and_its_results_compare_in_a_fresh_copy(project, tmp_path):
+    """benchmarks/gpu_repro.py, the accelerator machine's reproduction, on this CPU: the smoke profile,
+    one tiny run, packages unimportable as there. What it packs, unpacked into a fresh copy of the project
+    (as here after a device run), gives the compare stage's report."""
+    blocked = tmp_path / "blocked"
+    for name in ("mlflow", "prefect", "dvc"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed here')\n")
+    device_copy = tmp_path / "device"
+    shutil.copytree(project, device_copy, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    env = sandbox_env(device_copy)
+    env["PYTHONPATH"] = f"{blocked}{os.pathsep}{env['PYTHONPATH']}"
+    out_dir = tmp_path / "out"
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_repro.py"), "--root", str(device_copy),
+                          "--profile", "smoke", "--device", "cpu",
+                          "--benchmarks", "searchqa", "--workers", "2", "--budget-s", "600", "--out", str(out_dir),
+                          "--set", "train.methods=[grpo]", "--set", "train.seeds=[0]", "--set", "train.steps=2",
+                          "--set", "train.anneal.anneal_steps=1"],
+                         cwd=device_copy, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    record = json.loads((out_dir / "gpu_repro.json").read_text())
+    assert [(s["stage"], s["rc"]) for s in record["stages"]] == [("train", 0), ("evaluate", 0)]
+    assert record["finished_runs"] == 1 and record["settings"]["train.steps"] == 2
+    fresh = copy_project(ROOT, tmp_path / "fresh", profile="smoke")
+    with tarfile.open(out_dir / "gpu_repro.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extractall(fresh, filter="data")
+    assert {"params.gpu_repro.yaml", "data/eval/records.jsonl", "data/runs/grpo/searchqa/seed0/metrics.jsonl",
+            "metrics/train.json"} <= set(names)
+    env = {**sandbox_env(fresh), "ATOD_TRACKING": "off"}
+    out = subprocess.run([sys.executable, "-m", "atod.cli", "stage", "compare", "--params", "params.gpu_repro.yaml"],
+                         cwd=fresh, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    comparison = json.loads((fresh / "metrics/comparison.json").read_text())
+    assert 0.0 <= comparison["searchqa"]["grpo"]["success"] <= 1.0 and (fresh / "reports/report.md").is_file()
