@@ -19,6 +19,16 @@ def project_root() -> Path:
     return ROOT
 
 
+def load_script(name: str):
+    """The module of benchmarks/<name>.py (scripts, not a package: loaded from their path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # ---- helpers shared by the benchmark tests (tests/test_env_*.py import them from here) -------------
 
 

@@ -1,12 +1,12 @@
 """benchmarks/compare_records.py: merging the records of several experiments into one report."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from atod.eval.compare import EvalRecord
 
@@ -15,10 +15,7 @@ ROOT = SCRIPT.parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("compare_records", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_records")
 
 
 def _record(method, seed, split, won):

@@ -2,12 +2,12 @@
 in the chosen profile's section (so a profile's own overrides cannot hide them). The run itself, on a
 CPU with the smoke profile, is in tests/test_pipeline_e2e.py."""
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
 
 import yaml
+from conftest import load_script
 
 from atod.config import load_params
 
@@ -15,10 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_repro", ROOT / "benchmarks" / "gpu_repro.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_repro")
 
 
 def test_repro_settings_are_the_run_scripts():

@@ -1,19 +1,17 @@
 """benchmarks/per_seed_success.py: per-seed success from evaluate records, hand-computed."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "per_seed_success.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("per_seed_success", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("per_seed_success")
 
 
 def _record(method, seed, split, won, checkpoint="final", benchmark="alfworld"):

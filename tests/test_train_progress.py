@@ -1,6 +1,5 @@
 """benchmarks/train_progress.py: the state of a train stage's runs from their work directories, by hand."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,14 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_progress.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("train_progress", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_progress")
 
 
 def _run(digest_dir: Path, method: str, seed: int, step_times: list[float], done: bool = False) -> Path:
