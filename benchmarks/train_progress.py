@@ -1,13 +1,15 @@
-"""Where a long `train` stage stands: every run in its work directories, finished or not, with its step,
-its median step time and the time it still needs.
+"""Where a long `train` stage stands: every run its params ask for (method x benchmark x seed), finished,
+running, stopped or not started, with its step, median step time and the time it still needs.
 
-    python benchmarks/train_progress.py [--root .] [--steps 90] [--all]
+    python benchmarks/train_progress.py [--root .] [--params params.yaml]
 
-The `train` stage prints one bar over runs; a run itself can take an hour on 2 cores. Each run trains in
-.atod/resume/train/<digest>/<method>/<bench>/seed<k> (see tasks/stages/train.py) and appends one line per
-step to its metrics.jsonl, and writes summary.json when it ends; this reads those files only (safe while
-the stage runs, from another shell). Without `--all`, only the most recently written digest (the inputs of
-the execution running now or last). `--steps` defaults to `train.steps` of params.yaml in `--root`.
+The `train` stage prints one bar over runs; a run itself can take an hour on 2 cores. A run trains in
+.atod/resume/train/<digest>/<method>/<bench>/seed<k> (tasks/stages/train.py; the digest covers the code,
+data and config the run depends on, one per benchmark) and appends a line per step to metrics.jsonl;
+summary.json marks it finished. This computes the digests with the code of the checkout at `--root`
+(so run it with that checkout's Python environment) and reads those files only: safe from another shell
+while the stage runs. A run not started yet is estimated at the median step time of the benchmark's
+other runs of the same method (else of any method); the total divides by `train.parallel_runs`.
 """
 
 from __future__ import annotations
@@ -15,56 +17,80 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from atod.config import load_params
+RUNNING_WITHIN_MIN = 10  # a run whose metrics were written this recently counts as running
 
 
-def run_rows(digest_dir: Path, steps: int, now: float) -> list[dict]:
-    """One row per run directory under `digest_dir` (<method>/<bench>/seed<k>)."""
+def run_row(work: Path, steps: int, now: float, published: bool = False) -> dict:
+    """The state of the run in work directory `work` (which may not exist yet); `published`: finished and
+    in data/runs with the same inputs (its work directory may be gone)."""
+    metrics = work / "metrics.jsonl"
+    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    step_times = [r["step_time_s"] for r in lines if "step_time_s" in r]
+    step = max((r["step"] for r in lines if "step_time_s" in r), default=0)
+    idle_min = (now - metrics.stat().st_mtime) / 60 if metrics.exists() else float("nan")
+    if published or (work / "summary.json").exists():
+        state = "done"
+    elif not metrics.exists():
+        state = "not started"
+    else:
+        state = "running" if idle_min < RUNNING_WITHIN_MIN else "stopped"
+    step_s = statistics.median(step_times) if step_times else float("nan")
+    return {"state": state, "step": step, "median_step_s": round(step_s, 1),
+            "left_min": 0.0 if state == "done" else round(max(steps - step, 0) * step_s / 60, 1),
+            "last_write_min_ago": round(idle_min, 1)}
+
+
+def fill_estimates(table: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Runs without a step time yet: the median of the same method on the benchmark, else of the benchmark."""
+    for i in table.index[table["median_step_s"].isna()]:
+        same = table[(table.benchmark == table.at[i, "benchmark"]) & table.median_step_s.notna()]
+        pool = same[same.method == table.at[i, "method"]]
+        pool = pool if len(pool) else same
+        if len(pool):
+            table.at[i, "left_min"] = round((steps - table.at[i, "step"]) * pool.median_step_s.median() / 60, 1)
+    return table
+
+
+def progress(root: Path, params_path: Path, now: float) -> tuple[pd.DataFrame, int]:
+    """(one row per run of the stage's params, train.parallel_runs)."""
+    # the digests must be computed with the code of the checkout at `root` (else this script's)
+    sys.path[:0] = [str(root), str(Path(__file__).resolve().parents[1])]
+    from atod.config import load_params
+    from tasks.stages.common import run_dir, trained_methods
+    from tasks.stages.train import run_inputs_digest, run_state, work_dir
+
+    params = load_params(params_path)
+    steps = params.train.steps
     rows = []
-    for run in sorted(digest_dir.glob("*/*/seed*")):
-        metrics = run / "metrics.jsonl"
-        lines = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
-        train_lines = [r for r in lines if "step_time_s" in r]
-        step = max((r["step"] for r in train_lines), default=0)
-        step_s = statistics.median(r["step_time_s"] for r in train_lines) if train_lines else float("nan")
-        done = (run / "summary.json").exists()
-        idle_min = (now - metrics.stat().st_mtime) / 60 if metrics.exists() else float("nan")
-        rows.append({
-            "method": run.parts[-3], "benchmark": run.parts[-2], "seed": int(run.name.removeprefix("seed")),
-            "state": "done" if done else "running" if idle_min < 10 else "stopped",
-            "step": step, "median_step_s": round(step_s, 1),
-            "left_min": 0.0 if done else round(max(steps - step, 0) * step_s / 60, 1),
-            "last_write_min_ago": round(idle_min, 1),
-        })
-    return rows
+    for bench in params.train.benchmarks:
+        digest = run_inputs_digest(params, root, bench)
+        for method in trained_methods(params):
+            for seed in params.train.seeds:
+                published = run_state(run_dir(root, method, bench, seed), digest) == "done"
+                rows.append({"method": method, "benchmark": bench, "seed": seed,
+                             **run_row(work_dir(root, method, bench, seed, digest), steps, now, published)})
+    return fill_estimates(pd.DataFrame(rows), steps), params.train.parallel_runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("."), help="the checkout the stage runs in")
-    parser.add_argument("--steps", type=int, default=None, help="steps a run trains for (default: params.yaml)")
-    parser.add_argument("--all", action="store_true", help="every digest, not only the latest")
+    parser.add_argument("--params", type=Path, default=None, help="default: params.yaml in --root")
     args = parser.parse_args()
-    steps = args.steps or load_params(args.root / "params.yaml").train.steps
-    work = args.root / ".atod" / "resume" / "train"
-    digests = sorted((d for d in work.glob("*") if d.is_dir()), key=lambda d: max(
-        (p.stat().st_mtime for p in d.rglob("metrics.jsonl")), default=d.stat().st_mtime))
-    if not digests:
-        raise SystemExit(f"no training runs under {work}")
-    now = time.time()
-    for digest_dir in digests if args.all else digests[-1:]:
-        table = pd.DataFrame(run_rows(digest_dir, steps, now))
-        print(f"{digest_dir} ({steps} steps a run)")
-        print(table.to_string(index=False) if len(table) else "  no runs yet")
-        if len(table):
-            counts = table["state"].value_counts().to_dict()
-            print(f"  {len(table)} runs started: {counts}; the started ones need about "
-                  f"{table['left_min'].sum():.0f} min more of one core each (runs not yet started are not listed)")
+    root = args.root.resolve()
+    table, workers = progress(root, args.params or root / "params.yaml", time.time())
+    print(table.to_string(index=False))
+    counts = table["state"].value_counts().to_dict()
+    left = table["left_min"].sum()
+    unknown = int(table["left_min"].isna().sum())
+    print(f"{len(table)} runs: {counts}; about {left / 60:.1f} h of one core left, {left / 60 / workers:.1f} h "
+          f"with {workers} at once" + (f" ({unknown} runs with no estimate yet)" if unknown else ""))
 
 
 if __name__ == "__main__":

@@ -1,23 +1,34 @@
-"""benchmarks/train_progress.py: the state of a train stage's runs from their work directories, by hand."""
+"""benchmarks/train_progress.py: the state of every run a train stage's params ask for, by hand."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import load_script
+import yaml
+from conftest import ROOT, load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_progress.py"
+from atod.config import load_params
+from tasks.stages.train import run_inputs_digest, work_dir
+
+SCRIPT = ROOT / "benchmarks" / "train_progress.py"
 
 
-def _module():
-    return load_script("train_progress")
+def _project(tmp_path: Path) -> Path:
+    """A project root whose params ask for grpo and opd x searchqa x seeds 0, 1, 10 steps, 2 at once."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profile"] = "default"
+    raw["train"].update(methods=["grpo", "opd"], benchmarks=["searchqa"], seeds=[0, 1], steps=10, parallel_runs=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return tmp_path
 
 
-def _run(digest_dir: Path, method: str, seed: int, step_times: list[float], done: bool = False) -> Path:
-    run = digest_dir / method / "alfworld" / f"seed{seed}"
+def _run(root: Path, method: str, seed: int, step_times: list[float], done: bool = False) -> Path:
+    params = load_params(root / "params.yaml")
+    run = work_dir(root, method, "searchqa", seed, run_inputs_digest(params, root, "searchqa"))
     run.mkdir(parents=True)
     lines = [{"step": i + 1, "success": 0.5, "step_time_s": t} for i, t in enumerate(step_times)]
     lines.insert(1, {"step": 1, "val_score": 0.2})  # a validation line: no step time, not a step
@@ -28,27 +39,26 @@ def _run(digest_dir: Path, method: str, seed: int, step_times: list[float], done
 
 
 def test_rows_by_hand(tmp_path):
-    digest = tmp_path / "abc"
-    _run(digest, "atod", 0, [10.0, 30.0, 20.0])                 # step 3, median 20 s: 7 steps x 20 s left
-    _run(digest, "grpo", 1, [5.0, 5.0, 5.0, 5.0], done=True)
-    stale = _run(digest, "opd", 2, [60.0])
+    root = _project(tmp_path)
+    _run(root, "grpo", 0, [5.0] * 10, done=True)
+    _run(root, "grpo", 1, [10.0, 30.0, 20.0])               # step 3, median 20 s: 7 steps x 20 s left
+    stale = _run(root, "opd", 0, [60.0])                    # written an hour ago: stopped, 9 x 60 s left
     old = time.time() - 3600
-    os.utime(stale / "metrics.jsonl", (old, old))                # written an hour ago: not running
-    rows = {r["method"]: r for r in _module().run_rows(digest, steps=10, now=time.time())}
-    assert (rows["atod"]["state"], rows["atod"]["step"], rows["atod"]["median_step_s"]) == ("running", 3, 20.0)
-    assert rows["atod"]["left_min"] == round(7 * 20 / 60, 1)
-    assert (rows["grpo"]["state"], rows["grpo"]["left_min"]) == ("done", 0.0)
-    assert (rows["opd"]["state"], rows["opd"]["left_min"]) == ("stopped", 9.0)
+    os.utime(stale / "metrics.jsonl", (old, old))
+    table, workers = load_script("train_progress").progress(root, root / "params.yaml", time.time())
+    rows = {(r.method, r.seed): r for r in table.itertuples()}
+    assert workers == 2 and len(rows) == 4
+    assert (rows["grpo", 0].state, rows["grpo", 0].left_min) == ("done", 0.0)
+    assert (rows["grpo", 1].state, rows["grpo", 1].step, rows["grpo", 1].median_step_s) == ("running", 3, 20.0)
+    assert rows["grpo", 1].left_min == round(7 * 20 / 60, 1)
+    assert (rows["opd", 0].state, rows["opd", 0].left_min) == ("stopped", 9.0)
+    assert (rows["opd", 1].state, rows["opd", 1].left_min) == ("not started", 10.0)  # opd's median, 10 steps
 
 
-def test_cli_reads_the_latest_digest_and_says_when_there_is_nothing(tmp_path):
-    work = tmp_path / ".atod" / "resume" / "train"
-    _run(work / "old", "grpo", 0, [1.0])
-    os.utime(work / "old" / "grpo" / "alfworld" / "seed0" / "metrics.jsonl", (0, 0))
-    _run(work / "new", "atod", 0, [2.0, 2.0])
-    out = subprocess.run([sys.executable, str(SCRIPT), "--root", str(tmp_path), "--steps", "4"],
-                         capture_output=True, text=True, check=True).stdout
-    assert "new (4 steps a run)" in out and "atod" in out and "grpo" not in out
-    empty = subprocess.run([sys.executable, str(SCRIPT), "--root", str(tmp_path / "none"), "--steps", "4"],
-                           check=False, capture_output=True, text=True)
-    assert empty.returncode != 0 and "no training runs under" in empty.stderr
+def test_cli_totals_and_a_run_from_other_inputs_is_not_counted(tmp_path):
+    root = _project(tmp_path)
+    other = _run(root, "grpo", 0, [1.0], done=True)
+    shutil.move(other.parents[3], other.parents[4] / "0123abcd")  # another digest: other code, data or config
+    out = subprocess.run([sys.executable, str(SCRIPT), "--root", str(root)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "4 runs: {'not started': 4}" in out and "(4 runs with no estimate yet)" in out
