@@ -79,13 +79,17 @@ def write_params(root: Path, profile: str, settings: dict) -> Path:
     return path
 
 
+STAGE_CALL = "import sys; from tasks.stages import run_stage; run_stage(sys.argv[1], params_path=sys.argv[2])"
+
+
 def run_stage(root: Path, stage: str, params: Path, timeout_s: float) -> dict:
-    """`atod stage <stage>` in its own process group, killed (with its workers) after `timeout_s`."""
+    """The stage (`tasks.stages.run_stage`, what `atod stage` calls, without the CLI's typer) in its own
+    process group, killed with its workers after `timeout_s`."""
     env = {**os.environ, "ATOD_TRACKING": "off", "PYTHONPATH": os.pathsep.join(
         p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "atod.cli", "stage", stage, "--params", str(params)],
-                            cwd=root, env=env, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", STAGE_CALL, stage, str(params)], cwd=root, env=env,
+                            start_new_session=True)
     try:
         rc = proc.wait(timeout=max(timeout_s, 1))
     except subprocess.TimeoutExpired:

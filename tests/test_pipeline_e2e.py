@@ -231,14 +231,20 @@ def test_gpu_repro_script_runs_the_stages_without_mlflow_and_its_results_compare
     env = sandbox_env(device_copy)
     env["PYTHONPATH"] = f"{blocked}{os.pathsep}{env['PYTHONPATH']}"
     out_dir = tmp_path / "out"
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_repro.py"), "--root", str(device_copy),
-                          "--profile", "smoke", "--device", "cpu",
-                          "--benchmarks", "searchqa", "--workers", "2", "--budget-s", "600", "--out", str(out_dir),
-                          "--set", "train.methods=[grpo]", "--set", "train.seeds=[0]", "--set", "train.steps=2",
-                          "--set", "train.anneal.anneal_steps=1"],
-                         cwd=device_copy, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    record = json.loads((out_dir / "gpu_repro.json").read_text())
+
+    def gpu_repro(budget_s: int) -> dict:
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_repro.py"), "--root", str(device_copy),
+                              "--profile", "smoke", "--device", "cpu", "--benchmarks", "searchqa", "--workers", "2",
+                              "--budget-s", str(budget_s), "--out", str(out_dir), "--set", "train.methods=[grpo]",
+                              "--set", "train.seeds=[0]", "--set", "train.steps=2", "--set", "train.anneal.anneal_steps=1"],
+                             cwd=device_copy, env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return json.loads((out_dir / "gpu_repro.json").read_text())
+
+    record = gpu_repro(3)  # the stage cannot even start its run in 3 s: stopped, nothing finished, still packed
+    assert record["stages"] == [{"stage": "train", "wall_s": record["stages"][0]["wall_s"], "rc": "stopped at the budget"}]
+    assert record["finished_runs"] == 0 and (out_dir / "gpu_repro.tar.gz").is_file()
+    record = gpu_repro(600)  # the same command again: the stages run to the end
     assert [(s["stage"], s["rc"]) for s in record["stages"]] == [("train", 0), ("evaluate", 0)]
     assert record["finished_runs"] == 1 and record["settings"]["train.steps"] == 2
     fresh = copy_project(ROOT, tmp_path / "fresh", profile="smoke")
