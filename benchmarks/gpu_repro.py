@@ -99,6 +99,16 @@ def run_stage(root: Path, stage: str, params: Path, timeout_s: float) -> dict:
     return {"stage": stage, "wall_s": round(time.perf_counter() - t0, 1), "rc": rc}
 
 
+def finished_runs(root: Path, params_path: Path) -> int:
+    """How many of the runs `params_path` asks for are finished with its inputs (as the stage decides)."""
+    from tasks.stages.common import run_dir, trained_methods
+    from tasks.stages.train import run_inputs_digest, run_state
+
+    params = load_params(params_path)
+    return sum(run_state(run_dir(root, m, b, s), run_inputs_digest(params, root, b)) == "done"
+               for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds)
+
+
 def pack(root: Path, out: Path) -> Path:
     """The results (PACKED) and the params file as one tar.gz, paths relative to the project root."""
     target = out / "gpu_repro.tar.gz"
@@ -153,7 +163,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         if result["rc"] != 0:
             break
-    record["finished_runs"] = len(list(root.glob("data/runs/*/*/*/summary.json")))
+    record["finished_runs"] = finished_runs(root, params)
     (args.out / "gpu_repro.json").write_text(json.dumps(record, indent=1))
     print(f"packed {pack(root, args.out)}; {record['finished_runs']} runs finished", flush=True)
 
