@@ -105,7 +105,8 @@ def finished_runs(root: Path, params_path: Path) -> int:
     from tasks.stages.train import run_inputs_digest, run_state
 
     params = load_params(params_path)
-    return sum(run_state(run_dir(root, m, b, s), run_inputs_digest(params, root, b)) == "done"
+    digests = {b: run_inputs_digest(params, root, b) for b in params.train.benchmarks}  # hashes code and data
+    return sum(run_state(run_dir(root, m, b, s), digests[b]) == "done"
                for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds)
 
 
