@@ -101,13 +101,12 @@ def run_stage(root: Path, stage: str, params: Path, timeout_s: float) -> dict:
 
 def finished_runs(root: Path, params_path: Path) -> int:
     """How many of the runs `params_path` asks for are finished with its inputs (as the stage decides)."""
-    from tasks.stages.common import run_dir, trained_methods
+    from tasks.stages.common import run_dir, trained_runs
     from tasks.stages.train import run_inputs_digest, run_state
 
     params = load_params(params_path)
     digests = {b: run_inputs_digest(params, root, b) for b in params.train.benchmarks}  # hashes code and data
-    return sum(run_state(run_dir(root, m, b, s), digests[b]) == "done"
-               for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds)
+    return sum(run_state(run_dir(root, m, b, s), digests[b]) == "done" for m, b, s in trained_runs(params))
 
 
 def pack(root: Path, out: Path) -> Path:

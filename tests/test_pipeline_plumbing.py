@@ -155,6 +155,17 @@ def test_ablation_overrides_respect_profile_overrides():
         assert (params.train.methods, params.train.seeds, params.train.benchmarks) == (["atod_uniform"], [3], ["webshop"])
 
 
+def test_trained_runs_leave_out_seqkd_in_the_stages_order():
+    from atod.config import resolve
+    from tasks.stages import trained_runs
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(methods=["grpo", "seqkd", "atod"], benchmarks=["webshop", "alfworld"], seeds=[2, 0])
+    assert trained_runs(resolve(raw, profile="default")) == [
+        ("grpo", "webshop", 2), ("grpo", "webshop", 0), ("grpo", "alfworld", 2), ("grpo", "alfworld", 0),
+        ("atod", "webshop", 2), ("atod", "webshop", 0), ("atod", "alfworld", 2), ("atod", "alfworld", 0)]
+
+
 def test_invocation_key_without_dvc_is_this_process():
     launcher, key = tracking.invocation_key()
     assert launcher == "cli" and key.startswith(f"{__import__('os').getpid()}:")

@@ -62,6 +62,7 @@ from tasks.stages.common import (
     fresh_dir,
     run_dir,
     trained_methods,
+    trained_runs,
     write_json,
 )
 from tasks.stages.evaluate import EvalJob, evaluate_benchmark, evaluate_job, evaluation_jobs, write_evaluation
@@ -180,6 +181,7 @@ __all__ = [
     "sft_teacher",
     "train",
     "trained_methods",
+    "trained_runs",
     "write_evaluation",
     "write_json",
 ]

@@ -127,6 +127,11 @@ def trained_methods(params) -> list[str]:
     return [m for m in params.train.methods if m not in UNTRAINED_METHODS]
 
 
+def trained_runs(params) -> list[tuple[str, str, int]]:
+    """(method, benchmark, seed) of every training run `train` asks for, in the order the stage starts them."""
+    return [(m, b, s) for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds]
+
+
 @dataclass
 class StageRun:
     """The MLflow side of a running stage, handed to the stage function (keeps `atod` free of MLflow)."""

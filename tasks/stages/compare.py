@@ -16,7 +16,7 @@ from tasks.stages.common import (
     StageRun,
     fresh_dir,
     run_dir,
-    trained_methods,
+    trained_runs,
 )
 
 
@@ -28,8 +28,7 @@ def compare(params, root: Path, run: StageRun) -> dict[str, Any]:
     records = load_records(root / EVAL_DATA_DIR / "records.jsonl")
     comparison = build_comparison(records, params.compare)
     curves = [RunCurves(method=m, benchmark=b, seed=s, metrics_path=run_dir(root, m, b, s) / "metrics.jsonl")
-              for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds
-              if (run_dir(root, m, b, s) / "metrics.jsonl").is_file()]
+              for m, b, s in trained_runs(params) if (run_dir(root, m, b, s) / "metrics.jsonl").is_file()]
     fresh_dir(root / REPORTS_DIR)
     paths = write_report(comparison, root / REPORTS_DIR, root / METRICS_DIR / "comparison.json", runs=curves)
     table = json.loads((root / METRICS_DIR / "comparison.json").read_text())

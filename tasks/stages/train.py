@@ -42,7 +42,7 @@ from tasks.stages.common import (
     read_json,
     remove_path,
     run_dir,
-    trained_methods,
+    trained_runs,
     write_json,
 )
 
@@ -167,7 +167,7 @@ def train(params, root: Path, run: StageRun) -> dict[str, Any]:
     from atod.eval.plots import RunCurves, plot_learning_curves
     from tasks import tracking
 
-    jobs = [(m, b, s) for m in trained_methods(params) for b in params.train.benchmarks for s in params.train.seeds]
+    jobs = trained_runs(params)
     workers = params.train.parallel_runs
     _remove_other_runs(root, jobs)
     digests = {b: run_inputs_digest(params, root, b) for b in params.train.benchmarks}
