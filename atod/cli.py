@@ -255,14 +255,16 @@ def stage(
 @app.command("pipeline")
 def pipeline(
     profile: ProfileOpt = None,
-    params: ParamsOpt = Path("params.yaml"),
+    parallel_evaluate: Annotated[bool, typer.Option(
+        help="evaluate the benchmarks as concurrent Prefect tasks, then `dvc commit` (flows/evaluate.py)")] = False,
 ) -> None:
-    """Run the whole pipeline as a Prefect flow (each stage through DVC, so outputs stay versioned)."""
-    _params(params, profile)
+    """Run the whole pipeline as a Prefect flow (each stage through DVC, so outputs stay versioned) with the
+    project's params.yaml, the file DVC reads; --profile sets its `profile` key."""
+    _params(configure_environment() / "params.yaml", profile)
     _project_imports()
     from flows.pipeline import pipeline_flow
 
-    pipeline_flow(profile=profile.value if profile else None)
+    pipeline_flow(profile=profile.value if profile else None, parallel_evaluate=parallel_evaluate)
 
 
 @app.command("up")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def find_project_root(start: Path | None = None) -> Path:
-    """The nearest directory at or above `start` (default: cwd) holding params.yaml and dvc.yaml,
+    """The nearest directory at or above `start` (default: cwd) holding params.yaml and pyproject.toml,
     falling back to the directory holding this package's parent."""
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):

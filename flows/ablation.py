@@ -5,7 +5,7 @@
 For each method m: `dvc exp run -n abl-<m>-<profile> -S profile=<profile> -S <train.methods>=[m]
 -S <train.seeds>=[...] -S <train.benchmarks>=[...]`, under an MLflow parent run of its own in the MLflow
 experiment `experiment`, so the MLflow UI lists the settings side by side (and `dvc exp show` /
-`dvc metrics diff` compare them on the DVC side). Only the stages that depend on `train.*` rerun;
+`dvc metrics diff` compare them on the DVC side). Only the stages that depend on `train.{methods,seeds,benchmarks}` rerun;
 prepare, sft_teacher, sft_student and cache_teacher come from DVC's cache after the first setting.
 
 When the chosen profile overrides a key itself (e.g. `profiles.gpu.train.methods`), the flow sets that

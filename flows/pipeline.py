@@ -1,6 +1,6 @@
 """The whole pipeline as a Prefect flow: one subflow per stage, each running its stage through DVC.
 
-    pipeline_flow(profile=None, stages=None, force=False)
+    pipeline_flow(profile=None, stages=None, force=False, parallel_evaluate=False)
         1. `profile` given: set params.yaml's `profile` key to it (what `dvc exp run -S profile=...` does
            in the workspace), so DVC records the profile the outputs were made with.
         2. Start the MLflow parent run of this execution and hand its id to every stage process
@@ -8,7 +8,8 @@
         3. For each stage in order: a subflow running `dvc repro --single-item STAGE`. DVC skips a stage
            whose deps, params and outs are unchanged, restores it from its run cache when it has seen
            the inputs before, and otherwise runs `atod stage STAGE`; dvc.lock is updated either way,
-           exactly as with `dvc repro`.
+           exactly as with `dvc repro`. With `parallel_evaluate`, `evaluate` instead runs as
+           flows.evaluate.evaluate_flow (its benchmarks as concurrent tasks, then `dvc commit`).
 
 Run it with `atod pipeline [--profile smoke]`, from a deployment (`atod up`), or `python -m flows.pipeline`.
 """
@@ -126,8 +127,9 @@ if __name__ == "__main__":
     ap.add_argument("--profile", default=None)
     ap.add_argument("--stages", nargs="*", default=None)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--parallel-evaluate", action="store_true")
     a = ap.parse_args()
     from atod.project_env import configure_environment
 
     configure_environment()
-    pipeline_flow(profile=a.profile, stages=a.stages, force=a.force)
+    pipeline_flow(profile=a.profile, stages=a.stages, force=a.force, parallel_evaluate=a.parallel_evaluate)

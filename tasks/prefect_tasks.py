@@ -1,8 +1,9 @@
-"""Prefect tasks: the stage functions as tasks, and the DVC commands the flows run.
+"""Prefect tasks: the DVC commands the flows run, and the per-benchmark evaluation task.
 
-Flows run each stage through DVC (`dvc repro --single-item STAGE`), so a run started from Prefect leaves
-the same DVC-tracked outputs and dvc.lock as `dvc repro`; `stage_task` runs a stage function directly
-(no DVC bookkeeping) for interactive use and tests. Retries only where I/O can fail: none on compute,
+Flows run each stage through DVC (`dvc repro --single-item STAGE`, `dvc exp run`), so a run started from
+Prefect leaves the same DVC-tracked outputs and dvc.lock as `dvc repro`. The one exception is
+`flows.evaluate`, which evaluates the benchmarks concurrently (`evaluate_benchmark_task`, the stage's own
+per-benchmark function), writes the stage's outputs with `write_evaluation` and then `dvc commit`s them. Retries only where I/O can fail: none on compute,
 and none on DVC commands (they either reproduce or fail for a reason worth reading).
 """
 
@@ -13,7 +14,6 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 
@@ -63,14 +63,6 @@ def dvc_exp_run(root: str, name: str, set_params: list[str], env: dict[str, str]
     for item in set_params:
         cmd += ["-S", item]
     return run_logged(cmd, Path(root), child_env(env), f"dvc exp run {name}")
-
-
-@task(name="stage", task_run_name="stage {name}")
-def stage_task(name: str, params_path: str = "params.yaml", profile: str | None = None) -> dict[str, Any]:
-    """Run one stage function directly (no DVC): the same code `atod stage NAME` runs."""
-    from tasks.stages import run_stage
-
-    return run_stage(name, params_path=Path(params_path), profile=profile)
 
 
 @task(name="evaluate-benchmark", task_run_name="evaluate {benchmark}")

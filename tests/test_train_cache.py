@@ -1,4 +1,5 @@
-"""Teacher trajectory cache: parquet + manifest round trip, SeqKD examples, atomic writes."""
+"""Teacher trajectory cache: parquet + manifest round trip, SeqKD examples, atomic writes; the
+`cache_teacher` stage passes `seqkd_successful_only` on."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_ARCH, tiny_searchqa
+from conftest import TINY_ARCH, tiny_project, tiny_searchqa
 
 from atod.agent.config import AgentConfig, ModelSpec, TinyArch
 from atod.agent.models import build_tiny_model
@@ -73,3 +74,29 @@ def test_cache_tasks_leave_out_the_validation_slice(setup):
     assert len(every) == len(bench.tasks("train")) - 4
     assert not {t.task_id for t in every} & {t.task_id for t in valid}
     assert cache_tasks(bench, 5, seed=0, holdout=4) == every[:5]  # the same seeded order, cut
+
+
+@pytest.mark.parametrize("successful_only", [True, False])
+def test_cache_teacher_stage_uses_seqkd_successful_only(tmp_path, monkeypatch, successful_only):
+    from atod.config import Params
+    from tasks.stages import SEQKD_DIR, SFT_DIR, TEACHER_DIR, StageRun
+    from tasks.stages.cache_teacher import cache_teacher
+    from tasks.tracking import TRACKING_ENV
+
+    root = tiny_project(tmp_path, {SFT_DIR: 0, TEACHER_DIR: 1})
+    monkeypatch.setenv(TRACKING_ENV, "off")
+    asked, original = [], TeacherCache.sft_examples
+
+    def spy(self, successful_only=True):
+        asked.append(successful_only)
+        return original(self, successful_only=successful_only)
+
+    monkeypatch.setattr(TeacherCache, "sft_examples", spy)
+    p = Params(prepare={"benchmarks": ["searchqa"]}, agent={"max_new_tokens": 12}, train={"eval_tasks": 4},
+               models={"student": {"arch": TINY_ARCH}, "teacher": {"arch": TINY_ARCH}, "device": "cpu",
+                       "torch_threads": 1},
+               cache_teacher={"tasks_per_benchmark": 2, "seqkd_successful_only": successful_only,
+                              "seqkd": {"steps": 1, "sequences_per_step": 2}})
+    summary = cache_teacher(p, root, StageRun(run_id="", root=root))
+    assert asked == [successful_only]
+    assert summary["seqkd"]["examples"] > 0 and (root / SEQKD_DIR / "model.safetensors").is_file()

@@ -11,20 +11,21 @@ calling the `atod` library, writing its outputs and logging one MLflow run.
                                        metrics/train.json, plots/train/*.png (learning curves)
     evaluate       (evaluate.py)       data/eval/records.jsonl (per-episode rows), data/eval/transcripts/,
                                        data/eval/jobs/ (per-model results),
-                                       metrics/eval/<model>.json (success/score/turns/invalid, bootstrap CIs)
+                                       metrics/eval/<method>.json (success/score/turns/invalid, bootstrap CIs)
     compare        (compare.py)        reports/ (report.md, report.html, plots/), metrics/comparison.json
 
 `common.py` holds what they share (paths, file helpers, `StageRun`). In dvc.yaml each stage depends on
-`tasks/stages/common.py` and its own module only, so editing one stage's code leaves the others (the
-expensive teacher above all) up to date.
+`tasks/stages/common.py`, its own module and the parts of `atod/` it runs, so editing one stage's code
+leaves the others (the expensive teacher above all) up to date.
 
-`train` and `evaluate` are resumable: their outputs are `persist` in dvc.yaml, and each training run
-and each model's evaluation is saved with the digest of its inputs when it ends, so an interrupted
-`dvc repro` (or `dvc exp run`) started again reuses the finished ones and resumes training runs from
-their last checkpoint (`tasks.stages.common.inputs_digest`).
+`train`, `evaluate` and the two warm-ups are resumable: each training run, each model's evaluation and
+each warm-up works under `.atod/resume/` keyed by the digest of its inputs
+(`tasks.stages.common.inputs_digest`), so an interrupted `dvc repro` (or `dvc exp run`) started again
+reuses what finished and continues the rest from its last checkpoint; `train` and `evaluate` outputs are
+`persist` in dvc.yaml.
 
-`run_stage(name, params_path, profile)` is what `atod stage NAME` (and so dvc.yaml) calls; the Prefect
-tasks in `tasks.prefect_tasks` wrap the same functions. Paths are relative to the project root; each
+`run_stage(name, params_path, profile)` is what `atod stage NAME` (and so dvc.yaml and the Prefect flows,
+through DVC) calls. Paths are relative to the project root; each
 function takes `root` so tests can run the pipeline in a copy of the project.
 
 Every stage function has the signature `(params, root, run) -> dict` where `run` is a `StageRun` (the

@@ -1,5 +1,6 @@
 """Stage `cache_teacher`: the warmed-up teacher's rollouts on training tasks (the cache) and the SeqKD
-student fine-tuned on its successful trajectories.
+student fine-tuned on them (on its won episodes only with `cache_teacher.seqkd_successful_only`, the
+default; all episodes if it won none).
 
     data/teacher_cache/, data/models/student_seqkd/, metrics/cache_teacher.json
 """
@@ -48,7 +49,7 @@ def cache_teacher(params, root: Path, run: StageRun) -> dict[str, Any]:
         summary["cache"][name] = {k: manifest[k] for k in ("success_rate", "mean_reward", "mean_turns",
                                                             "num_episodes", "generated_tokens")}
         run.log_metrics({f"teacher_train/{name}/{k}": v for k, v in summary["cache"][name].items()})
-        examples += load_teacher_cache(root / CACHE_DIR / name).sft_examples()
+        examples += load_teacher_cache(root / CACHE_DIR / name).sft_examples(successful_only=cfg.seqkd_successful_only)
     del teacher
 
     tokenizer = load_tokenizer(root / SFT_DIR)

@@ -71,7 +71,7 @@ REPORT_CODE = ("atod/eval/compare.py", "atod/eval/plots.py")
 def inputs_digest(code: tuple[str, ...], data: dict[str, Path], config: dict[str, Any]) -> str:
     """md5 of the code files/directories `code` (relative to CODE_ROOT, minus REPORT_CODE), the data paths
     `data` and a JSON config: what a stage job depends on, so that a finished job can be reused by a later
-    execution (the resumable stages, `train` and `evaluate`)."""
+    execution (the resumable stages: `train`, `evaluate` and the warm-ups)."""
     import hashlib
 
     from tasks.tracking import dvc_md5

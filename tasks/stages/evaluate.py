@@ -3,7 +3,8 @@ checkpoints) on every evaluation split, with bootstrap CIs.
 
     data/eval/records.jsonl (per-episode rows), data/eval/transcripts/,
     data/eval/jobs/<model>.json (each model's results with the digest of its inputs),
-    metrics/eval/<model>.json (success/score/turns/invalid with bootstrap CIs)
+    metrics/eval/<method>.json (success/score/turns/invalid with bootstrap CIs, every benchmark, split, seed
+    and checkpoint of the method)
 
 The stage picks up where an interrupted execution stopped: each model's results are saved as soon as it
 is evaluated, with the digest of what they depend on (the model, the task set, the code, the

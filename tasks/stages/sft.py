@@ -1,11 +1,13 @@
 """Stages `sft_teacher` and `sft_student`: SFT warm-up on expert demonstrations of every benchmark's train
-split, from the initial models of `prepare`. Two stages, so that the cheap student warm-up (and its
+split minus its last `train.eval_tasks` tasks (the validation slice training never sees), from the
+initial models of `prepare`. Two stages, so that the cheap student warm-up (and its
 params, `sft_warmup.student`) can change without retraining the expensive teacher.
 
     sft_teacher    data/models/teacher/, metrics/sft_teacher.json (many, cleaner demonstrations)
     sft_student    data/models/student_sft/, metrics/sft_student.json (few, noisy ones)
 
-Both read the params.yaml section `sft_warmup` (`seed` and their own `teacher` / `student` subsection).
+Both read the params.yaml section `sft_warmup` (`seed` and their own `teacher` / `student` subsection),
+`models`, `agent`, `prepare.benchmarks` and `train.eval_tasks`.
 The teacher trains with seed `sft_warmup.seed + 0`, the student with `sft_warmup.seed + 1` (the order in
 which the former single `sft_warmup` stage warmed them up, so the models are unchanged by the split).
 

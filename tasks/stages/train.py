@@ -1,4 +1,5 @@
-"""Stage `train`: every method x benchmark x seed of `train`, each from the SFT student.
+"""Stage `train`: every trained method (`train.methods` minus seqkd, which `cache_teacher` makes) x
+benchmark x seed of `train`, each from the SFT student.
 
     data/runs/<method>/<bench>/seed<k>/{final,best,metrics.jsonl,inputs.json,summary.json},
     metrics/train.json, plots/train/*.png (learning curves)
