@@ -70,6 +70,8 @@ def _bad(raw, path, value):
         ("prepare.benchmarks", ["alfworld", "minecraft"], ["prepare.benchmarks.1", "'webshop'"]),
         ("evaluate.confidence", 1.5, ["evaluate.confidence"]),
         ("bogus_section", {}, ["bogus_section", "unknown key", "train"]),
+        # SeqKD trains on the cache: a warm-up's demonstration, check and checkpoint settings do not apply
+        ("cache_teacher.seqkd.eval_every", 10, ["cache_teacher.seqkd.eval_every", "unknown key", "lr"]),
     ],
 )
 def test_bad_values_name_the_key(raw, path, value, expected):

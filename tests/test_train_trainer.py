@@ -281,6 +281,13 @@ def test_resume_refuses_a_different_run(tmp_path):
         run_toy("opd", tmp_path, cfg=toy_config(steps=2))
 
 
+def test_resume_ignores_knobs_that_change_only_speed_or_length(tmp_path):
+    run_toy("atod", tmp_path, cfg=toy_config(steps=2, checkpoint_every=1, parallel_runs=1, microbatch_tokens=64))
+    _, summary = run_toy("atod", tmp_path, cfg=toy_config(steps=3, checkpoint_every=1, parallel_runs=2,
+                                                          microbatch_tokens=100_000))
+    assert summary["resumed_from_step"] == 2
+
+
 def test_microbatch_size_does_not_change_the_update(tmp_path):
     small, _ = run_toy("atod", tmp_path / "s", cfg=toy_config(steps=2, microbatch_tokens=64))
     large, _ = run_toy("atod", tmp_path / "l", cfg=toy_config(steps=2, microbatch_tokens=100_000))

@@ -161,7 +161,8 @@ def run_rollout_benchmark(
     device = torch.device(device) if device is not None else resolve_device(params.models)
     spec = spec or params.models.student.model_copy(update={"source": "tiny"})
     agent_cfg = agent_cfg or params.agent
-    tokenizer = build_tokenizer(bench.corpus_texts(), params.models.tokenizer)
+    spec_tok = params.models.tokenizer  # as `prepare` builds it (one benchmark's texts and terms here)
+    tokenizer = build_tokenizer(bench.corpus_texts(), spec_tok, bench.copy_terms() if spec_tok.whole_terms else ())
     model = build_tiny_model(spec, tokenizer, seed=seed).to(device).eval()
     train = bench.tasks("train")
     report: dict = {

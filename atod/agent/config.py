@@ -44,8 +44,9 @@ class ModelSpec(Section):
 
 
 class TokenizerSpec(Section):
-    """`embedded`: a word-level tokenizer built from the generated benchmarks' texts (tags and action
-    words kept whole); `pretrained`: the tokenizer of models.student.name_or_path."""
+    """`embedded`: a byte-level BPE tokenizer learnt from the generated benchmarks' texts (tags kept
+    whole; see atod.agent.tokenizer); `pretrained`: the tokenizer of models.student.name_or_path (the
+    embedded-only fields, `vocab_size` and `min_frequency` included, are then ignored)."""
 
     source: Literal["embedded", "pretrained"] = "embedded"
     vocab_size: int = Field(2048, ge=64, le=262144)

@@ -99,7 +99,8 @@ _LOAD_LOCK = threading.Lock()
 
 def load_model(path_or_name: str | Path, spec: ModelSpec | None = None,
                device: torch.device | str = "cpu") -> PreTrainedModel:
-    """Any HF causal LM (local directory or hub name) in `spec.dtype` on `device`, in eval mode.
+    """Any HF causal LM (local directory or hub name) in `spec.dtype` (without a spec: the checkpoint's own,
+    `dtype="auto"`) on `device`, in eval mode.
     Raises ModelNotFoundError naming the model if it is missing (e.g. offline and not cached)."""
     name = str(path_or_name)
     dtype = DTYPES[spec.dtype] if spec is not None else "auto"

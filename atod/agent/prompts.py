@@ -52,8 +52,8 @@ def render_prompt(
     benchmark: "alfworld", "webshop" or "searchqa".
     task_goal: the task text (ALFWorld goal, WebShop instruction, Search-QA question).
     history: every past (observation, action) pair of the episode, oldest first; only the last
-        `history_length` are shown. `action` is the extracted action (or the raw response's first
-        line where the response was malformed; the caller decides).
+        `history_length` are shown. `action` is the extracted action (`NO_ACTION` where the response
+        was malformed: what the rollouts pass).
     observation: the current observation text.
     admissible: admissible actions (empty where free-form, e.g. Search-QA).
     step: number of steps already taken (0 at the first prompt).

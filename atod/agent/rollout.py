@@ -130,7 +130,9 @@ class PreallocatedLayer(DynamicLayer):
 
 
 def make_cache(capacity: int) -> DynamicCache:
-    """A DynamicCache whose layers preallocate `capacity` positions (see PreallocatedLayer)."""
+    """A DynamicCache whose layers preallocate `capacity` positions (see PreallocatedLayer); with a
+    transformers whose DynamicCache has no `layer_class_to_replicate`, a plain DynamicCache (same
+    results, without the preallocation)."""
     cache = DynamicCache()
     if not cache.layers and getattr(cache, "layer_class_to_replicate", None) is not None:
         cache.layer_class_to_replicate = partial(PreallocatedLayer, capacity)

@@ -746,8 +746,9 @@ def _checkpoint_sentence(c: Comparison) -> str:
     text = (f"Reported checkpoint: **{c.checkpoint}** ({what}). "
             f"Checkpoint actually used per model - {'; '.join(parts)}.")
     if c.checkpoint == "best" or c.other_checkpoint == "best":
-        text += (" 'best' is selected on validation success measured during training (as in the paper), "
-                 "so its numbers are optimistic where the validation tasks overlap the evaluation tasks.")
+        text += (" 'best' is selected on validation success measured during training (as in the paper), on "
+                 "held-out train tasks (never an evaluation split), so its numbers are optimistic: the maximum "
+                 "over noisy validation checks.")
     return text
 
 

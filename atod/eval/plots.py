@@ -2,7 +2,7 @@
 
 - `plot_success_bars(comparison, path)`: the main table as grouped bars with CI error bars.
 - `plot_learning_curves(runs, out_dir)`: from the training runs' `metrics.jsonl` (one JSON object per
-  optimizer step, written by `atod.train.trainer`): success vs step (training rollouts, and validation
+  rollout step, and separate `val_*` rows at validation steps, written by `atod.train.trainer`): success vs step (training rollouts, and validation
   where logged; training success as a 5-step moving mean), kappa/rho vs step, mean T-DUR weight vs
   step, KL to teacher vs step, mean turns vs step. One column per benchmark, one line per method (the
   mean over seeds, with a min-max band when there are several seeds). A metric no run logged is left out.
@@ -42,7 +42,7 @@ CURVES: dict[str, tuple[str, tuple[tuple[tuple[str, ...], str], ...]]] = {
 # many steps (fewer at the start) is plotted instead.
 SMOOTH_STEPS = {"success": 5}
 _METHOD_COLORS = ("vanilla", "sft", "seqkd", "grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_token",
-                  "teacher", "opd_full", "atod_full")  # the last two share vanilla's and sft's colours (no curves)
+                  "teacher", "opd_full", "atod_full")
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,10 @@ class RunCurves:
 
 
 def _color(method: str) -> str:
-    palette = [f"C{i}" for i in range(10)]
+    palette = [f"C{i}" for i in range(10)] + ["k", "#b15928"]  # one colour per known method
     if method in _METHOD_COLORS:
-        return palette[_METHOD_COLORS.index(method) % 10]
-    return palette[sum(map(ord, method)) % 10]
+        return palette[_METHOD_COLORS.index(method)]
+    return palette[sum(map(ord, method)) % len(palette)]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -38,7 +38,9 @@ def _setup(params, benchmark_name: str, seed: int):
     bench = build_benchmark(benchmark_name, params.prepare)
     # the pipeline's tokenizer: learnt from every configured benchmark's texts
     others = [build_benchmark(n, params.prepare) for n in params.prepare.benchmarks if n != benchmark_name]
-    tokenizer = build_tokenizer([t for b in (bench, *others) for t in b.corpus_texts()], params.models.tokenizer)
+    spec = params.models.tokenizer
+    terms = [t for b in (bench, *others) for t in b.copy_terms()] if spec.whole_terms else ()
+    tokenizer = build_tokenizer([t for b in (bench, *others) for t in b.corpus_texts()], spec, terms)
     student = build_tiny_model(params.models.student, tokenizer, seed)
     teacher = build_tiny_model(params.models.teacher, tokenizer, seed + 1)
     return bench, tokenizer, student, teacher
@@ -78,7 +80,8 @@ def _time_ours(params, bench, tokenizer, student, teacher, tasks, *, steps: int,
     }
 
 
-def _time_trl(params, tokenizer, student, teacher, prompts: list[str], *, steps: int, warmup: int, seed: int) -> dict:
+def _time_trl(params, tokenizer, student, teacher, prompts: list[str], *, benchmark: str, steps: int, warmup: int,
+              seed: int) -> dict:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     import trl
     from datasets import Dataset
@@ -103,7 +106,7 @@ def _time_trl(params, tokenizer, student, teacher, prompts: list[str], *, steps:
             for p in prompts]
     batch_size = len(rows)
     dataset = Dataset.from_list(rows * (warmup + steps))
-    stop_ids = stop_token_ids(tokenizer, stop_strings("alfworld"))
+    stop_ids = stop_token_ids(tokenizer, stop_strings(benchmark))
     student.generation_config.eos_token_id = stop_ids  # stop exactly where our rollouts stop
     student.generation_config.pad_token_id = tokenizer.pad_token_id
     timer = StepTimer()
@@ -192,7 +195,8 @@ def run_train_step_benchmark(
             return result
         # a fresh student with the same initial weights, so both sides start from the same model
         _, _, student2, _ = _setup(params, benchmark, seed)
-        trl_res = _time_trl(params, tokenizer, student2, teacher, prompts, steps=steps, warmup=warmup, seed=seed)
+        trl_res = _time_trl(params, tokenizer, student2, teacher, prompts, benchmark=bench.name, steps=steps,
+                            warmup=warmup, seed=seed)
         result.update({f"trl_{k}" if not k.startswith("trl_") else k: v for k, v in trl_res.items()})
         result["ratio_vs_trl"] = result["ours_step_s"] / result["trl_step_s"]
     return result

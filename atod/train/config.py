@@ -11,32 +11,39 @@ Method = Literal["grpo", "opd", "atod", "atod_no_anneal", "atod_uniform", "atod_
 Benchmark = Literal["alfworld", "webshop", "searchqa"]
 
 
-class SFTRun(Section):
-    """Supervised fine-tuning on expert demonstrations (loss on action tokens only)."""
+class SFTSteps(Section):
+    """How supervised fine-tuning trains on given (prompt, response) examples, loss on the responses: the
+    optimisation alone. `cache_teacher.seqkd` is one (its examples are the teacher's cached turns)."""
 
-    episodes_per_benchmark: int = Field(200, ge=1, description="expert demonstration episodes per benchmark")
-    expert_noise: float = Field(0.0, ge=0.0, le=1.0, description="probability of a random action per step")
     steps: int = Field(1000, ge=0, description="optimizer steps (0 = keep the initial model)")
     sequences_per_step: int = Field(8, ge=1, description="(prompt, action) sequences per optimizer step")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(20, ge=0)
+    prompt_loss_weight: float = Field(
+        0.0, ge=0.0, description="weight of a language-model loss on the prompt tokens (observations) added to "
+        "the response loss; 0 = response tokens only")
+    balance: Literal["turns", "benchmarks"] = Field(
+        "turns", description="what an epoch weighs equally: 'turns' = every demonstration step once (long "
+        "episodes dominate: ALFWorld and WebShop give 3-4x Search-QA's steps); 'benchmarks' = each "
+        "benchmark's steps repeated to about as many as the largest benchmark's")
+
+
+class SFTRun(SFTSteps):
+    """A warm-up (`sft_warmup.teacher`, `sft_warmup.student`): SFTSteps on expert demonstrations, with a
+    check on held-out train tasks and checkpoints."""
+
+    episodes_per_benchmark: int = Field(200, ge=1, description="expert demonstration episodes per benchmark")
+    expert_noise: float = Field(0.0, ge=0.0, le=1.0, description="probability of a random action per step")
+    relabel_terms: bool = Field(
+        False, description="expert demonstrations only: each episode renames the benchmark's copy terms "
+        "(Search-QA names, WebShop ids) one-to-one and renumbers Search-QA's years in order, so facts "
+        "cannot be memorised across episodes, only read (atod.train.relabel)")
     eval_every: int = Field(0, ge=0, description="every N steps, success on train tasks no demonstration "
                             "used (a learning curve that never touches evaluation splits); 0 = never")
     eval_tasks: int = Field(32, ge=1, description="tasks per benchmark for that check (at eval temperature)")
     checkpoint_every: int = Field(1000, ge=0, description="warm-up stages: a checkpoint every N steps, from "
                                   "which an interrupted warm-up continues (atod.train.sft.train_sft); 0 = none")
-    prompt_loss_weight: float = Field(
-        0.0, ge=0.0, description="weight of a language-model loss on the prompt tokens (observations) added to "
-        "the response loss; 0 = response tokens only")
-    relabel_terms: bool = Field(
-        False, description="expert demonstrations only: each episode renames the benchmark's copy terms "
-        "(Search-QA names, WebShop ids) one-to-one and renumbers Search-QA's years in order, so facts "
-        "cannot be memorised across episodes, only read (atod.train.relabel)")
-    balance: Literal["turns", "benchmarks"] = Field(
-        "turns", description="what an epoch weighs equally: 'turns' = every demonstration step once (long "
-        "episodes dominate: ALFWorld and WebShop give 3-4x Search-QA's steps); 'benchmarks' = each "
-        "benchmark's steps repeated to about as many as the largest benchmark's")
 
 
 class SFTWarmupConfig(Section):
@@ -50,7 +57,8 @@ class CacheTeacherConfig(Section):
     tasks_per_benchmark: int = Field(64, ge=1, description="training tasks the teacher plays")
     samples_per_task: int = Field(1, ge=1)
     temperature: float = Field(1.0, gt=0)
-    seqkd: SFTRun = SFTRun(episodes_per_benchmark=64, steps=300, lr=5e-4)
+    seqkd: SFTSteps = Field(SFTSteps(steps=300, lr=5e-4), description="the seqkd baseline: SFT of the SFT "
+                            "student on the cached teacher turns")
     seqkd_successful_only: bool = Field(True, description="SeqKD on the teacher's won episodes only (all episodes "
                                         "if it won none); False: every cached episode")
 
@@ -76,7 +84,7 @@ class TrainConfig(Section):
     methods: list[Method] = Field(default_factory=lambda: ["grpo", "opd", "atod"], min_length=1)
     benchmarks: list[Benchmark] = Field(default_factory=lambda: ["alfworld", "webshop", "searchqa"], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    steps: int = Field(150, ge=1, description="optimizer steps (= rollout batches) per run")
+    steps: int = Field(150, ge=1, description="rollout batches per run (each gives `updates_per_step` optimizer steps; kappa/rho and the LR schedule advance once per batch)")
     tasks_per_step: int = Field(8, ge=1, description="distinct training tasks per step")
     samples_per_task: int = Field(8, ge=1, description="G: rollouts per task (the GRPO group)")
     updates_per_step: int = Field(1, ge=1, description="optimizer updates per rollout batch (PPO minibatches): the "

@@ -9,7 +9,8 @@ Three uses, one loop (`train_sft`):
 
 Prompts are rendered exactly as in the rollouts (`atod.agent.prompts.render_prompt` through the chat
 template with the generation prompt, `atod.agent.rollout.encode_prompt`), and the loss covers the
-assistant response tokens only (`<action>...</action>`, or the Search-QA tag string). No end-of-turn
+assistant response tokens (`<action>...</action>`, or the Search-QA tag string), plus
+`prompt_loss_weight` x a language-model loss on the prompt tokens when that is above 0 (default 0). No end-of-turn
 token is trained: generation stops on the closing tag.
 """
 
@@ -35,7 +36,7 @@ from atod.train.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from atod.train.config import SFTRun
+from atod.train.config import SFTRun, SFTSteps
 from atod.train.relabel import YEARS, relabel_episode
 from atod.train.splits import split_validation
 
@@ -149,7 +150,7 @@ def tokenize_examples(
     return out
 
 
-def _lr_factor(step: int, run: SFTRun) -> float:
+def _lr_factor(step: int, run: SFTSteps) -> float:
     """Linear warmup over `warmup_steps`, then cosine decay to 10% at `steps`."""
     if step < run.warmup_steps:
         return (step + 1) / (run.warmup_steps + 1)
@@ -247,7 +248,7 @@ def train_sft(
     model,
     tokenizer,
     examples: Sequence[SFTExample],
-    run: SFTRun,
+    run: SFTSteps,
     seed: int,
     *,
     agent_cfg: AgentConfig | None = None,
@@ -259,8 +260,8 @@ def train_sft(
     checkpoint_dir: Path | str | None = None,
 ):
     """Fine-tune `model` in place on `examples` for `run.steps` AdamW steps of `run.sequences_per_step`
-    sequences (seeded shuffles, epoch after epoch), loss on response tokens only, linear warmup then
-    cosine decay. Logs {loss, lr, tokens_per_s, epoch} every `log_every` steps (default: steps / 100).
+    sequences (seeded shuffles, epoch after epoch), loss on response tokens (plus `prompt_loss_weight` x
+    the prompt LM loss), linear warmup then cosine decay. Logs {loss, lr, tokens_per_s, epoch} every `log_every` steps (default: steps / 100).
     Every `run.eval_every` steps (and at the end), `check(model)` (model in eval mode) returns metrics
     that are logged at that step too. Returns the model in eval mode. `run.steps == 0` returns the
     model untouched.
@@ -269,7 +270,11 @@ def train_sft(
     order and the metrics logged so far are written there atomically (`atod.train.checkpoint`). A later
     call with the same directory, examples, run and seed continues from the last one: it first replays
     the saved metrics through `log`, then trains the remaining steps, and ends with bitwise the weights of
-    an uninterrupted run (on CPU). A checkpoint written by a different run is an error."""
+    an uninterrupted run (on CPU). A checkpoint written by a different run is an error. `check` and
+    `checkpoint_dir` need a warm-up's settings (an SFTRun: `eval_every`, `checkpoint_every`)."""
+    if (check is not None or checkpoint_dir is not None) and not isinstance(run, SFTRun):
+        raise TypeError(f"train_sft: check and checkpoint_dir need an SFTRun (a warm-up's settings), got "
+                        f"{type(run).__name__}")
     agent_cfg = agent_cfg or AgentConfig()
     if run.steps == 0:
         return model.eval()

@@ -105,7 +105,8 @@ def method_settings(method: str) -> MethodSettings:
 
 
 def coefficients(settings: MethodSettings, cfg: TrainConfig, step: int) -> tuple[float, float]:
-    """(kappa, rho) of update `step` (0-based) for a method."""
+    """(kappa, rho) of rollout batch `step` (0-based) for a method: the paper's global step s, which equals
+    the optimizer step with `train.updates_per_step: 1` (the default)."""
     if not settings.annealed:
         return settings.kappa, settings.rho
     a = cfg.anneal
@@ -455,7 +456,8 @@ def run_training(
     identity = {"method": method, "seed": seed, "benchmark": train_tasks[0].benchmark if train_tasks else None,
                 "num_train_tasks": len(train_tasks),
                 "train": cfg.model_dump(mode="json", exclude={"steps", "checkpoint_every", "eval_every", "eval_tasks",
-                                                              "methods", "benchmarks", "seeds", "microbatch_tokens"})}
+                                                              "methods", "benchmarks", "seeds", "microbatch_tokens",
+                                                              "parallel_runs"})}
 
     torch.manual_seed(seed)
     random.seed(seed)
