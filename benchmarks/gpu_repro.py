@@ -91,7 +91,7 @@ def run_stage(root: Path, stage: str, params: Path, timeout_s: float) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", STAGE_CALL, stage, str(params)], cwd=root, env=env,
                             start_new_session=True)
     try:
-        rc = proc.wait(timeout=max(timeout_s, 1))
+        rc = proc.wait(timeout=max(timeout_s, 0))
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -75,3 +75,9 @@ def test_derive_seed_is_stable_and_key_dependent():
     assert derive_seed(0, "a", "b") == derive_seed(0, "a", "b")
     assert derive_seed(0, "a", "b") != derive_seed(0, "ab")
     assert derive_seed(0, "a") != derive_seed(1, "a")
+
+
+def test_percentile_interval_exact():
+    # 101 values 0..100: the 5% and 95% quantiles (numpy's linear interpolation) are 5 and 95 (up to the
+    # rounding of (1 - 0.9) / 2)
+    assert percentile_interval(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0), abs=1e-9)

@@ -58,6 +58,8 @@ def test_clipped_surrogate_hand_values():
     loss, stats = clipped_surrogate_loss(new, old, adv, mask, ep, clip_eps=0.2)
     assert loss.item() == pytest.approx(-0.925, abs=1e-5)
     assert stats.clip_fraction == pytest.approx(1 / 3)
+    # mean (old - new) log-prob over the 3 tokens: 2 * (ln .5 - ln .75) / 3
+    assert stats.approx_kl == pytest.approx(2 * (half - three_q) / 3, abs=1e-6)
     assert stats.num_tokens == 3
     assert stats.ratio_mean == pytest.approx((1.5 + 1.5 + 1.0) / 3, abs=1e-5)
     loss.backward()
@@ -66,6 +68,21 @@ def test_clipped_surrogate_hand_values():
     assert new.grad[1, 0].item() == pytest.approx(1.5 / 4, abs=1e-5)
     assert new.grad[2, 1].item() == pytest.approx(-2.0 / 2, abs=1e-5)
     assert new.grad[0, 0].item() == 0.0
+
+
+def test_clipped_surrogate_lower_clip():
+    # ratio 0.5 (< 1 - eps): with A = -1 the clipped branch 0.8 * -1 is the minimum -> loss +0.8, clipped,
+    # no gradient; with A = +1 the unclipped 0.5 * 1 is the minimum -> loss -0.5, not clipped,
+    # d loss / d lp = -ratio * A = -0.5 (one token per episode, two episodes: / 2)
+    new = torch.tensor([[math.log(0.5)], [math.log(0.5)]], requires_grad=True)
+    old = torch.zeros(2, 1)
+    adv = torch.tensor([[-1.0], [1.0]])
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    loss, stats = clipped_surrogate_loss(new, old, adv, mask, torch.tensor([0, 1]), clip_eps=0.2)
+    assert loss.item() == pytest.approx((0.8 - 0.5) / 2, abs=1e-6)
+    assert stats.clip_fraction == pytest.approx(0.5)
+    loss.backward()
+    assert new.grad.flatten().tolist() == pytest.approx([0.0, -0.25], abs=1e-6)
 
 
 def test_chunks_sum_to_full_batch_loss():
@@ -98,8 +115,10 @@ def test_full_reverse_kl_hand_values_and_gradient():
     kl = full_reverse_kl(student, teacher)
     assert kl.tolist() == pytest.approx([0.130812, 0.0], abs=1e-5)
     kl[0].backward()
-    # d KL / d logit_v = p_v * (log p_v - log q_v - KL): .25 * (ln .5 - .130812), .75 * (ln 1.5 - .130812)
-    assert student.grad[0].tolist() == pytest.approx([-0.205984, 0.205984], abs=1e-5)
+    # d KL / d logit_v = p_v * (log p_v - log q_v - KL): .25 * (ln .5 - KL), .75 * (ln 1.5 - KL)
+    kl0 = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    assert student.grad[0].tolist() == pytest.approx([0.25 * (math.log(0.5) - kl0), 0.75 * (math.log(1.5) - kl0)],
+                                                     abs=1e-6)
     assert student.grad[1].tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="same vocabulary"):
         full_reverse_kl(torch.zeros(2, 3), torch.zeros(2, 4))

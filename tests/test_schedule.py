@@ -39,9 +39,15 @@ def test_step_and_constant():
 
 
 def test_floor_and_errors():
-    # a kappa_min above the linear end point clips the path (the "floor")
+    # kappa never goes below kappa_min: with kappa_min above kappa_init the linear path (0.2 -> 0.3 would
+    # be a rise) is clipped to the floor from step 0; the ordinary end point is the floor itself
+    for s in (0, 40, 80):
+        k, _ = anneal_coefficients(s, anneal_steps=80, kappa_init=0.2, kappa_min=0.3, rho_init=0.0, rho_max=1.0)
+        assert math.isclose(k, 0.3)
     k, _ = anneal_coefficients(80, anneal_steps=80, kappa_init=1.0, kappa_min=0.3, rho_init=0.0, rho_max=1.0)
     assert math.isclose(k, 0.3)
+    with pytest.raises(ValueError, match="step must be"):
+        anneal_coefficients(-1, **PAPER)
     with pytest.raises(ValueError, match="unknown schedule kind"):
         anneal_coefficients(0, kind="sigmoid", **PAPER)
     with pytest.raises(ValueError, match="anneal_steps"):

@@ -137,6 +137,9 @@ def test_flashrag_files_round_trip(server, bench, tmp_path):
         assert remote.tasks(split) == bench.tasks(split)
         assert [t.payload for t in remote.tasks(split)] == [t.payload for t in bench.tasks(split)]
     env = remote.make_env()
+    # the noisy expert's wrong answers (its SFT demonstrations) carry no evaluation split's gold answers
+    train_golds = {g for t in remote.tasks("train") for g in t.payload["golden_answers"]}
+    assert set(env.distractors) == train_golds
     rng = random.Random(0)
     for task in remote.tasks("test_out_of_domain"):
         result = env.reset(task)

@@ -372,3 +372,15 @@ def test_updates_per_step_are_steps_on_each_minibatch():
     assert stats["approx_kl_old"] != 0.0
     with pytest.raises(ValueError, match="updates_per_step"):
         toy_config(updates_per_step=9)  # 2 tasks x 4 samples = 8 episodes
+
+
+def test_lr_schedule_hand_values():
+    from atod.train.config import TrainConfig
+    from atod.train.trainer import make_lr_lambda
+
+    # warmup (s + 1) / (warmup + 1) for s < 2, then cosine from 1 to the 0.1 floor over the 8 steps left:
+    # 0.1 + 0.9 * (1 + cos(pi * (s - 2) / 8)) / 2
+    f = make_lr_lambda(TrainConfig(steps=10, warmup_steps=2, lr_schedule="cosine", anneal={"anneal_steps": 5}))
+    assert [f(s) for s in (0, 1, 2, 6, 10)] == pytest.approx([1 / 3, 2 / 3, 1.0, 0.55, 0.1])
+    f = make_lr_lambda(TrainConfig(steps=10, warmup_steps=2, lr_schedule="constant", anneal={"anneal_steps": 5}))
+    assert [f(s) for s in (0, 1, 2, 5, 10)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])

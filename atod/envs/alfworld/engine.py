@@ -3,8 +3,10 @@
 This re-implements, for our generated tasks, what TextWorld computes from ALFWorld's `alfred.pddl`
 domain and `alfred.twl2` grammar (both read from the alfworld 0.4.2 wheel):
 
-- admissible commands: every grounded action whose PDDL precondition holds, rendered with the
-  grammar's templates, as a sorted set (`help` is dropped, as verl-agent does for prompts);
+- admissible commands: the grounded actions whose PDDL precondition holds, rendered with the
+  grammar's templates, as a sorted set (`help` is dropped, as verl-agent does for prompts), with one
+  narrowing: `examine` is offered for the held object and the current receptacle only (BENCHMARKS.md),
+  not for every object in a visible receptacle;
 - feedback texts: the grammar's rules, including its list rendering (", " and ", and "; "nothing"
   when empty; indefinite article always "a") and its listing order (entities sorted by id, i.e. by
   type then decreasing number, see `generator.listing_key`);

@@ -195,9 +195,9 @@ class RemoteSearchQABenchmark:
         return list(self._tasks[split])
 
     def make_env(self) -> SearchQAEnv:
-        distractors = sorted(
-            {g for tasks in self._tasks.values() for t in tasks for g in t.payload["golden_answers"]}
-        )
+        # the noisy expert's wrong answers come from the TRAIN questions' gold answers only: its
+        # demonstrations (SFT data) must not carry an evaluation split's answers
+        distractors = sorted({g for t in self._tasks["train"] for g in t.payload["golden_answers"]})
         return make_remote_env(
             self.url,
             max_turns=self.max_turns,

@@ -1,7 +1,8 @@
 """The generated WebShop benchmark: catalogue + goal splits + environment factory, saved as JSON files.
 
 Splits follow verl-agent's use of WebShop: one goal list, the first `test_tasks` goals are `test`, the
-next `train_tasks` are `train` (no goal text in both; products are shared, as in WebShop).
+next `train_tasks` are `train` (no goal text in both; products are shared, as in WebShop, and with a small
+catalogue some test goals ask for what a train goal asks in other words: `twinned_test_tasks`).
 Files written by `save(directory)`: `catalogue.json` (format, max_turns, products, and `expert` unless
 it is the original "reward" expert, so that files written before the option existed load unchanged) and
 one `<split>.jsonl` of tasks per split.
@@ -100,6 +101,24 @@ def _tasks(goals, split: str) -> list[Task]:
         Task(NAME, split, f"{NAME}-{split}-{i:05d}", g.instruction_text, g.to_json())
         for i, g in enumerate(goals)
     ]
+
+
+def goal_key(task: Task, with_price: bool = True) -> tuple:
+    """What a WebShop goal asks for, whatever its wording: (product, sorted attributes, sorted options[,
+    price limit]). Two goals with one key are the same task for a policy that has learnt which product
+    and options a request means."""
+    p = task.payload
+    key = (p["asin"], tuple(sorted(p["attributes"])), tuple(sorted(p["goal_options"].items())))
+    return (*key, p["price_upper"]) if with_price else key
+
+
+def twinned_test_tasks(bench: WebshopBenchmark, with_price: bool = False) -> list[str]:
+    """Task ids of the `test` goals whose `goal_key` is also a `train` goal's: the splits share no goal
+    text, but a generated catalogue of a few hundred products repeats the same request in other words
+    (the default's 300 products: 30 of its 100 test goals, 12 of them with the same price limit too).
+    Evaluation can be read on the test goals without a twin as well (benchmarks/webshop_overlap.py)."""
+    train = {goal_key(t, with_price) for t in bench.tasks("train")}
+    return [t.task_id for t in bench.tasks("test") if goal_key(t, with_price) in train]
 
 
 def build(config: WebshopConfig, seed: int) -> WebshopBenchmark:
