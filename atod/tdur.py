@@ -104,7 +104,9 @@ def tdur_token_weights_turn_level(
     d_E_K, h_E_K, n_E_K = turn_statistics(student_logprobs_B_T, teacher_logprobs_B_T, turn_index_B_T,
                                           loss_mask_B_T, episode_index_B, num_episodes)
     w_E_K = turn_weights_batch(d_E_K, h_E_K, n_E_K)
-    w_B_T = w_E_K[episode_index_B[:, None], turn_index_B_T.clamp(min=0)]
+    # off-mask positions may carry any turn index (even past the last generated turn): clamp for the
+    # lookup, the where below zeroes them
+    w_B_T = w_E_K[episode_index_B[:, None], turn_index_B_T.clamp(min=0, max=w_E_K.shape[1] - 1)]
     return torch.where(loss_mask_B_T.bool() & (turn_index_B_T >= 0), w_B_T, torch.zeros_like(w_B_T))
 
 

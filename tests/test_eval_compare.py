@@ -294,3 +294,46 @@ def test_write_report_files_and_self_contained_html(tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, flags=re.IGNORECASE)
     assert "http://" not in page and "https://" not in page
     assert page.count("data:image/png;base64,") == 1 + 5  # the bar chart and the five curve figures
+
+
+def test_deltas_fall_back_to_unpaired_when_task_sets_differ():
+    # atod: tasks test/0..9, the first 7 won (0.7). teacher: 8 tasks test/5..12 (5 shared), the first 4 won (0.5).
+    # Both sides have task ids but set(a) != set(b), so the delta is unpaired over episodes:
+    # delta = 0.7 - 0.5 = 0.2, n_units = min(10, 8) = 8 episodes. (Paired over the 5 shared tasks would give
+    # atod [1, 1, 0, 0, 0] - teacher [1, 1, 1, 1, 0] -> -0.4 on 5 units.)
+    atod = record("atod", "webshop", "test", 7, n=10)
+    won = np.zeros(8)
+    won[:4] = 1
+    teacher = EvalRecord(method=TEACHER, benchmark="webshop", split="test", seed=0, checkpoint="final", won_E=won,
+                         task_ids=[f"test/{i}" for i in range(5, 13)])
+    comp = build_comparison([atod, teacher], CFG)
+    deltas = {d.benchmark: d for d in comp.deltas if (d.method, d.baseline) == ("atod", TEACHER)}
+    assert set(deltas) == {"webshop", AVERAGE}
+    for d in deltas.values():  # one benchmark: the average repeats it
+        assert d.paired is False
+        assert d.n_units == 8
+        assert d.delta == pytest.approx(0.2)
+        assert d.ci[0] <= d.delta <= d.ci[1]
+
+
+def test_eval_record_validation():
+    def make(**kw):
+        args = {"method": "atod", "benchmark": "webshop", "split": "test", "seed": 0, "checkpoint": "final",
+                "won_E": np.array([1.0, 0.0, 1.0])}
+        return EvalRecord(**{**args, **kw})
+
+    make()  # 3 episodes with no optional arrays is valid
+    with pytest.raises(ValueError, match="has no episodes"):
+        make(won_E=np.array([]))
+    # score_E must have shape (n,) = (3,): 2 entries, and a (3, 1) column, are both refused
+    with pytest.raises(ValueError, match=r"score_E has shape \(2,\), expected \(3,\)"):
+        make(score_E=np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"score_E has shape \(3, 1\), expected \(3,\)"):
+        make(score_E=np.ones((3, 1)))
+    with pytest.raises(ValueError, match="2 task ids for 3 episodes"):
+        make(task_ids=["test/0", "test/1"])
+
+
+def test_eval_record_refuses_a_two_dimensional_won():
+    with pytest.raises(ValueError, match="one-dimensional"):
+        EvalRecord("atod", "webshop", "test", 0, "final", np.zeros((2, 3)), task_ids=[f"test/{i}" for i in range(6)])

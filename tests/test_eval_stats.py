@@ -81,3 +81,17 @@ def test_percentile_interval_exact():
     # 101 values 0..100: the 5% and 95% quantiles (numpy's linear interpolation) are 5 and 95 (up to the
     # rounding of (1 - 0.9) / 2)
     assert percentile_interval(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0), abs=1e-9)
+
+
+def test_ratio_ci_refuses_bad_shapes_and_zero_resamples():
+    # 3 numerators against 2 denominators: both pass the 1-D check, then the shapes (3,) and (2,) differ
+    with pytest.raises(ValueError, match=r"numerators \(3,\) and denominators \(2,\) differ in length"):
+        bootstrap_ratio_ci([1, 0, 1], [2, 2], n_resamples=10)
+    # a (2, 2) array is refused by the 1-D check, named after the argument it came from
+    with pytest.raises(ValueError, match=r"numerators must be one-dimensional, got shape \(2, 2\)"):
+        bootstrap_ratio_ci([[1, 0], [0, 1]], [[2, 2], [2, 2]], n_resamples=10)
+    with pytest.raises(ValueError, match=r"denominators must be one-dimensional, got shape \(2, 1\)"):
+        bootstrap_ratio_ci([1, 0], [[2], [2]], n_resamples=10)
+    # zero resamples: `n_resamples < 1` is checked before any resampling
+    with pytest.raises(ValueError, match="n_resamples must be >= 1, got 0"):
+        bootstrap_ratio_ci([1, 0], [2, 2], n_resamples=0)

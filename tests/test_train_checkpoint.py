@@ -87,3 +87,69 @@ def test_kill_while_writing_a_checkpoint(tmp_path):
     assert summary["resumed_from_step"] == 2
     assert not any(p.name.startswith(".checkpoint.tmp-") for p in out.iterdir())
     assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), resumed.parameters()))
+
+
+def test_kill_after_swap_before_removing_old(tmp_path):
+    """Killed between `tmp -> checkpoint` and removing `checkpoint.old`: both are complete; the new one is
+    used, and the next write clears the stale `.old` instead of failing to rename onto it."""
+    target, old = tmp_path / "checkpoint", tmp_path / "checkpoint.old"
+    atomic_write_dir(target, _write('{"step": 1}'))
+    os.replace(target, old)
+    atomic_write_dir(target, _write('{"step": 2}'))  # no .old while it ran: it leaves only `checkpoint`
+    atomic_write_dir(old.with_name("scratch"), _write('{"step": 1}'))
+    os.replace(old.with_name("scratch"), old)  # the state of the kill: step 2 in checkpoint, step 1 in .old
+    assert (old / COMPLETE_MARKER).is_file() and (target / COMPLETE_MARKER).is_file()
+    assert find_checkpoint(target) == target
+    atomic_write_dir(target, _write('{"step": 3}'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    assert (target / "trainer_state.json").read_text() == '{"step": 3}'
+
+
+def test_stale_old_wins_over_an_incomplete_checkpoint(tmp_path):
+    target, old = tmp_path / "checkpoint", tmp_path / "checkpoint.old"
+    atomic_write_dir(target, _write('{"step": 1}'))
+    os.replace(target, old)
+    target.mkdir()  # a `checkpoint` without its COMPLETE marker next to a complete `.old`
+    (target / "trainer_state.json").write_text('{"step": 9}')
+    assert find_checkpoint(target) == old
+    atomic_write_dir(target, _write('{"step": 2}'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    assert (target / "trainer_state.json").read_text() == '{"step": 2}'
+
+
+def test_find_checkpoint_needs_the_trainer_state(tmp_path):
+    # a complete model-only directory (like best/ or final/) is not a training checkpoint
+    atomic_write_dir(tmp_path / "checkpoint", lambda tmp: (tmp / "config.json").write_text("{}"))
+    assert (tmp_path / "checkpoint" / COMPLETE_MARKER).is_file()
+    assert find_checkpoint(tmp_path / "checkpoint") is None
+    assert find_checkpoint(tmp_path / "missing") is None
+
+
+def test_load_checkpoint_without_weights_is_an_error(tmp_path):
+    from atod.train.checkpoint import load_checkpoint_into
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+    def write(tmp: Path) -> None:  # everything but model/*.safetensors
+        (tmp / "model").mkdir()
+        (tmp / "model" / "config.json").write_text("{}")
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        torch.save(sched.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer_state.json").write_text('{"step": 1}')
+
+    atomic_write_dir(tmp_path / "checkpoint", write)
+    with pytest.raises(FileNotFoundError, match=r"has no model weights \(\*\.safetensors\)"):
+        load_checkpoint_into(tmp_path / "checkpoint", model=model, optimizer=opt, scheduler=sched)
+
+
+def test_resume_names_the_identity_keys_that_differ(tmp_path):
+    from atod.train.checkpoint import resume_checkpoint
+
+    atomic_write_dir(tmp_path / "checkpoint", _write('{"step": 1, "identity": {"method": "atod", "seed": 0}}'))
+    found = find_checkpoint(tmp_path / "checkpoint")
+    # method differs, `extra` is only in the new identity; seed matches (sorted key names, then the advice)
+    with pytest.raises(ValueError, match=r"different run \(differs in: extra, method\); pick another out_dir$"):
+        resume_checkpoint(found, {"method": "opd", "seed": 0, "extra": 1}, model=None, optimizer=None,
+                          scheduler=None, advice="pick another out_dir")

@@ -384,3 +384,117 @@ def test_lr_schedule_hand_values():
     assert [f(s) for s in (0, 1, 2, 6, 10)] == pytest.approx([1 / 3, 2 / 3, 1.0, 0.55, 0.1])
     f = make_lr_lambda(TrainConfig(steps=10, warmup_steps=2, lr_schedule="constant", anneal={"anneal_steps": 5}))
     assert [f(s) for s in (0, 1, 2, 5, 10)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])
+
+
+def test_rollout_seed_hand_value():
+    from atod.train.trainer import rollout_seed
+
+    assert rollout_seed(1, 1) == 1_007_939  # (1 * 1_000_003 + 1 * 7_919 + 17) % (2**31 - 1) = 1_007_939
+    assert rollout_seed(0, 0) == 17  # (0 + 0 + 17) % (2**31 - 1)
+    assert rollout_seed(2148, 0) == 522_814  # 2148 * 1_000_003 + 17 = 2_148_006_461, minus 2**31 - 1 (wraps once)
+    assert rollout_seed(1, 2) != rollout_seed(2, 1)
+
+
+def test_row_chunks_hand_example():
+    from atod.train.trainer import row_chunks
+
+    # shortest first: rows 3 (2), 1 (3), 0 (5), 2 (9); [3, 1] pads to 2 x 3 = 6 <= 10, + row 0 -> 3 x 5 = 15 > 10;
+    # [0] + row 2 -> 2 x 9 = 18 > 10, so row 2 is alone
+    chunks = row_chunks(torch.tensor([5, 3, 9, 2]), 10)
+    assert [c.tolist() for c in chunks] == [[3, 1], [0], [2]]
+    # equal lengths keep their order (stable sort): 2 x 4 = 8 <= 10, 3 x 4 = 12 > 10
+    assert [c.tolist() for c in row_chunks(torch.tensor([4, 4, 4]), 10)] == [[0, 1], [2]]
+    # a row longer than the budget is a chunk of its own (not dropped, not merged): [1] then [0]
+    assert [c.tolist() for c in row_chunks(torch.tensor([12, 1]), 10)] == [[1], [0]]
+    assert [c.tolist() for c in row_chunks(torch.tensor([12]), 10)] == [[0]]
+
+
+def test_atod_no_anneal_coefficients_are_fixed():
+    from atod.train.trainer import coefficients, method_settings
+
+    no_anneal, atod = method_settings("atod_no_anneal"), method_settings("atod")
+    for anneal in ({"anneal_steps": 2}, {"anneal_steps": 80, "kappa_init": 0.5, "kappa_min": 0.0, "rho_max": 3.0},
+                   {"anneal_steps": 1, "kind": "step"}):
+        cfg = toy_config(anneal=anneal)
+        for s in (0, 40, 500):
+            assert coefficients(no_anneal, cfg, s) == (1.0, 1.0), (anneal, s)
+    # the annealed twin does move: linear, T = 2, kappa 1 -> 0.1, rho 1 -> 2, so (0.1, 2.0) from step 2 on
+    assert coefficients(atod, toy_config(), 40) == pytest.approx((0.1, 2.0))
+
+
+def test_a_teacher_method_without_teacher_is_refused(tmp_path):
+    cfg = toy_config(steps=1)
+
+    def run(method, out, cfg=cfg):
+        return run_training(method=method, model=tiny_model(seed=123), tokenizer=None, train_tasks=toy_tasks(),
+                            rollout_fn=lambda m, t, s: toy_rollout(m, t, s, cfg.samples_per_task), teacher=None,
+                            cfg=cfg, seed=0, out_dir=out, progress=False)
+
+    with pytest.raises(ValueError, match=r"method 'opd' uses the teacher \(kappa > 0\) but no teacher was given"):
+        run("opd", tmp_path / "opd")
+    assert not (tmp_path / "opd" / "metrics.jsonl").exists()
+    # atod with kappa 0 at every step never needs the teacher: teacher=None is fine
+    zero = toy_config(steps=1, anneal={"anneal_steps": 1, "kappa_init": 0.0, "kappa_min": 0.0})
+    summary = run("atod", tmp_path / "atod", cfg=zero)
+    assert summary["final"]["kappa"] == 0.0 and "kl_teacher" not in summary["final"]
+
+
+def test_eval_fn_without_success_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"eval_fn must return a dict with a 'success' key, got \['accuracy'\]"):
+        run_toy("grpo", tmp_path, cfg=toy_config(steps=2), eval_fn=lambda m, s: {"accuracy": 1.0})
+
+
+def test_task_sampler_refuses_another_task_count():
+    from atod.train.trainer import TaskSampler
+
+    sampler = TaskSampler(toy_tasks(6), tasks_per_step=2, seed=0)
+    with pytest.raises(ValueError, match="checkpoint was made with 5 training tasks, now there are 6"):
+        sampler.load_state_dict({"epoch": 0, "cursor": 2, "num_tasks": 5})
+    assert (sampler.epoch, sampler.cursor) == (0, 0)  # left as it was
+    with pytest.raises(ValueError, match="no training tasks to sample from"):
+        TaskSampler([], tasks_per_step=2, seed=0)
+
+
+def test_best_checkpoint_is_the_best_validation_not_the_last(tmp_path):
+    vals, at_step_2 = iter([0.5, 0.2]), {}
+
+    def eval_fn(model, step):
+        if step == 2:
+            at_step_2["lm_head"] = model.lm_head.weight.detach().clone()
+        return {"success": next(vals)}
+
+    model, summary = run_toy("grpo", tmp_path, cfg=toy_config(steps=4, eval_every=2), eval_fn=eval_fn)
+    # evals at steps 2 (0.5) and 4 (0.2): the first is the best and is not replaced
+    assert summary["best_step"] == 2 and summary["best_val_success"] == 0.5
+    assert summary["best_dir"] == str(tmp_path / "best") and (tmp_path / "best").is_dir()
+    best = Qwen3ForCausalLM.from_pretrained(tmp_path / "best")
+    assert torch.equal(best.lm_head.weight, at_step_2["lm_head"])
+    assert not torch.equal(best.lm_head.weight, model.lm_head.weight)  # steps 3 and 4 moved the weights
+    val_rows = [r for r in _read_metrics(tmp_path) if "val_success" in r]
+    assert val_rows == [{"step": 2, "val_success": 0.5}, {"step": 4, "val_success": 0.2}]
+
+
+@pytest.mark.parametrize(("method", "expected"), [
+    ("grpo", [(0.0, 1.0)] * 4),
+    ("opd", [(1.0, 0.0)] * 4),
+    ("atod_no_anneal", [(1.0, 1.0)] * 4),
+    # linear over T = 2: f = 0, 0.5, 1, 1 -> kappa = 1 - 0.9 f, rho = 1 + f
+    ("atod", [(1.0, 1.0), (0.55, 1.5), (0.1, 2.0), (0.1, 2.0)]),
+])
+def test_toy_run_metrics_are_exact(tmp_path, method, expected):
+    cfg = toy_config(steps=4, lr=1e-2, checkpoint_every=100)
+    run_toy(method, tmp_path, cfg=cfg)
+    rows = [r for r in _read_metrics(tmp_path) if "reward" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["lr"] for r in rows] == [1e-2] * 4  # constant schedule, no warmup: factor 1.0
+    assert [r["kappa"] for r in rows] == pytest.approx([k for k, _ in expected])
+    assert [r["rho"] for r in rows] == pytest.approx([r for _, r in expected])
+    # 2 tasks x 4 samples x 2 turns of 3 tokens = 48 generated tokens; every toy episode has 2 turns, 0 errors
+    assert all(r["generated_tokens"] == 48.0 and r["turns"] == 2.0 and r["format_error_rate"] == 0.0 for r in rows)
+    assert ("kl_teacher" in rows[0]) == (method != "grpo")
+
+
+def test_toy_run_logs_the_warmup_lr(tmp_path):
+    run_toy("grpo", tmp_path, cfg=toy_config(steps=3, lr=1e-2, warmup_steps=2, checkpoint_every=100))
+    lrs = [r["lr"] for r in _read_metrics(tmp_path) if "reward" in r]
+    assert lrs == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2])  # lr x (s + 1) / (2 + 1) for s < 2, then lr

@@ -109,6 +109,9 @@ class EvalRecord:
         if self.checkpoint not in CHECKPOINT_KINDS:
             raise ValueError(f"record {self.key}: checkpoint must be one of {CHECKPOINT_KINDS}, got {self.checkpoint!r}")
         self.won_E = np.asarray(self.won_E, dtype=np.float64)
+        if self.won_E.ndim != 1:
+            raise ValueError(f"record {self.key}: won_E must be one-dimensional (one entry per episode), got shape "
+                             f"{self.won_E.shape}")
         n = self.won_E.size
         if n == 0:
             raise ValueError(f"record {self.key} has no episodes")
