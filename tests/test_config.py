@@ -64,6 +64,8 @@ def _bad(raw, path, value):
         ("train.anneal.kind", "sigmoid", ["train.anneal.kind", "'linear'", "'cosine'"]),
         ("train.anneal.kappa_min", 2.0, ["train.anneal", "kappa_min"]),
         ("train.updates_per_step", 17, ["train", "updates_per_step (17)", "a minibatch would be empty"]),
+        # data-parallel processes share a step's tasks equally (params.yaml has tasks_per_step 2)
+        ("train.processes_per_run", 3, ["train", "tasks_per_step (2) must be a multiple of processes_per_run (3)"]),
         ("models.student.source", "pretrained", ["models.student", "name_or_path"]),
         ("models.student.arch.num_heads", 5, ["hidden_size", "num_heads"]),
         ("agent.eval_temperature", -1, ["agent.eval_temperature", "greater than 0"]),
@@ -163,5 +165,5 @@ def test_an_error_in_the_sections_is_not_blamed_on_a_profile(raw):
                                                ("  train.stepz: unknown key; allowed keys here: adv_eps, anneal, "
                                                "benchmarks, checkpoint_every, clip_eps, eval_every, eval_tasks, lr, "
                                                "lr_schedule, max_grad_norm, methods, microbatch_tokens, "
-                                               "parallel_runs, samples_per_task, seeds, steps, tasks_per_step, "
+                                               "parallel_runs, processes_per_run, samples_per_task, seeds, steps, tasks_per_step, "
                                                "updates_per_step, warmup_steps, weight_decay")]

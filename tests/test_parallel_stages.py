@@ -76,7 +76,7 @@ def run_train_stage(root, p, monkeypatch, experiment, fresh=True):
     with tracking.stage_run(root, "train", p) as run_id:
         summary = train_stage(p, root, StageRun(run_id=run_id, root=root))
     weights = {job: load_file(run_dir(root, *job) / "final" / "model.safetensors")
-               for job in JOBS if job[2] in p.train.seeds}
+               for job in JOBS if job[2] in p.train.seeds and job[0] in p.train.methods}
     return run_id, summary, weights
 
 
@@ -263,3 +263,29 @@ def test_the_flows_per_benchmark_evaluation_saves_and_reuses_the_same_results(pr
     reused = evaluate_module.evaluate_benchmark(p, project, "searchqa", progress=False)
     assert [job for job, _ in reused] == [job for job, _ in computed]
     assert [json.dumps(r, sort_keys=True) for _, r in reused] == [json.dumps(r, sort_keys=True) for _, r in computed]
+
+
+def test_train_stage_with_data_parallel_processes(project, monkeypatch):
+    """`train.processes_per_run: 2`: the stage launches each run with torchrun (2 processes, gloo on CPU);
+    the run is published like any other, process 0 logs to the run's MLflow child run, and a second
+    execution reuses it."""
+    p = params(1, methods=["atod"], seeds=[0], processes_per_run=2)
+    job = ("atod", "searchqa", 0)
+    stage_id, summary, _ = run_train_stage(project, p, monkeypatch, "ddp")
+    weights = load_file(run_dir(project, *job) / "final" / "model.safetensors")
+    out = run_dir(project, "atod", "searchqa", 0)
+    assert (out / "final" / "model.safetensors").exists() and (out / "summary.json").exists()
+    assert not any(n.name.startswith(".") for n in out.iterdir())  # the launch files stay in the work dir
+    records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in records if "reward" in r]
+    assert [r["step"] for r in train_rows] == [1, 2]
+    assert [r["step"] for r in records if "val_success" in r] == [2]
+    assert summary["atod"]["searchqa"]["seed0"]["steps"] == 2
+    runs = child_runs(stage_id)
+    assert runs["atod-searchqa-seed0"][1] == [1, 2]  # logged by process 0
+    launch = json.loads((work_dir(project, *job, run_inputs_digest(p, project, "searchqa")) / ".launch.json").read_text())
+    assert launch["params"]["train"]["processes_per_run"] == 2 and launch["threads"] >= 1
+    _, again, _ = run_train_stage(project, p, monkeypatch, "ddp-again", fresh=False)  # reused, not retrained
+    assert again == summary
+    reused = load_file(run_dir(project, *job) / "final" / "model.safetensors")
+    assert all(torch.equal(reused[n], w) for n, w in weights.items())

@@ -297,6 +297,12 @@ def _left_aligned_generated_logits(model, input_ids_B_T: torch.Tensor, attention
     return logits_B_K_V, ids_B_T, first, shift_B
 
 
+def unwrap_model(model):
+    """The causal LM inside a DistributedDataParallel wrapper (for its signature and attributes; forward
+    passes go through the wrapper, which synchronises the gradients)."""
+    return getattr(model, "module", model)
+
+
 def generated_logprobs(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: torch.Tensor,
                        loss_mask_B_T: torch.Tensor) -> torch.Tensor:
     """`token_logprobs` on the generated tokens only (float32 (B, T), 0 off the loss mask), cheaper.
@@ -307,7 +313,7 @@ def generated_logprobs(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: t
     projection and the log-normaliser skip the prompt, which is most of a row. Same numbers as
     `token_logprobs` (up to float rounding); falls back to it for models without `logits_to_keep`.
     """
-    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+    if "logits_to_keep" not in inspect.signature(unwrap_model(model).forward).parameters:
         lp_B_T = token_logprobs(model, input_ids_B_T, attention_mask_B_T)
         return torch.where(loss_mask_B_T.bool(), lp_B_T, torch.zeros_like(lp_B_T))
     B, T = input_ids_B_T.shape
@@ -332,14 +338,14 @@ def generated_logits(model, input_ids_B_T: torch.Tensor, attention_mask_B_T: tor
     the response positions only); differentiable. For the full-distribution KL ablation (`opd_full`)."""
     mask_B_T = loss_mask_B_T.bool()
     b_N, p_N = mask_B_T.nonzero(as_tuple=True)
-    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+    if "logits_to_keep" not in inspect.signature(unwrap_model(model).forward).parameters:
         mask = attention_mask_B_T.long()
         logits_B_T_V = model(input_ids=input_ids_B_T, attention_mask=mask,
                              position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=False).logits
         return logits_B_T_V[b_N, p_N - 1].float()  # position p - 1 predicts token p
     left = _left_aligned_generated_logits(model, input_ids_B_T, attention_mask_B_T, mask_B_T)
     if left is None:
-        vocab = model.get_output_embeddings().weight.shape[0]
+        vocab = unwrap_model(model).get_output_embeddings().weight.shape[0]
         return torch.zeros((0, vocab), dtype=torch.float32, device=input_ids_B_T.device)
     logits_B_K_V, _, first, shift_B = left
     return logits_B_K_V[b_N, p_N + shift_B[b_N] - first]

@@ -103,6 +103,10 @@ class TrainConfig(Section):
     parallel_runs: int = Field(1, ge=1, description="training runs (method x benchmark x seed) at once, each in "
                                "its own process; on CPU each gets cores / parallel_runs torch threads unless "
                                "models.torch_threads is set")
+    processes_per_run: int = Field(1, ge=1, description="data-parallel processes of one training run (one per "
+                                   "GPU; DDP, launched by the train stage with torchrun): each rolls out "
+                                   "tasks_per_step / N of a step's tasks with its own sampling seed and the "
+                                   "gradients are averaged; 1 = the run in one process")
     checkpoint_every: int = Field(10, ge=1)
     eval_every: int = Field(10, ge=1, description="validation every N steps (best-checkpoint selection)")
     eval_tasks: int = Field(32, ge=1, description="validation tasks per benchmark during training: the last N "
@@ -136,8 +140,13 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _minibatches_have_episodes(self):
-        episodes = self.tasks_per_step * self.samples_per_task
+        if self.tasks_per_step % self.processes_per_run:
+            raise ValueError(f"tasks_per_step ({self.tasks_per_step}) must be a multiple of processes_per_run "
+                             f"({self.processes_per_run}): each process rolls out an equal share of a step's tasks")
+        episodes = self.tasks_per_step // self.processes_per_run * self.samples_per_task
         if self.updates_per_step > episodes:
+            share = " per process" if self.processes_per_run > 1 else ""
             raise ValueError(f"updates_per_step ({self.updates_per_step}) is more than the episodes of a rollout "
-                             f"batch (tasks_per_step x samples_per_task = {episodes}): a minibatch would be empty")
+                             f"batch{share} (tasks_per_step / processes_per_run x samples_per_task = {episodes}): "
+                             "a minibatch would be empty")
         return self

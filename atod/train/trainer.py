@@ -24,6 +24,7 @@ resumes from its last checkpoint ends with bitwise the same weights as an uninte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -59,6 +60,7 @@ from atod.train.checkpoint import (
     save_checkpoint,
 )
 from atod.train.config import TrainConfig
+from atod.train.distributed import DataParallel, wrap_model
 from atod.train.metrics_log import read_metrics_log
 from atod.train.splits import split_validation
 from atod.types import RolloutBatch
@@ -160,9 +162,10 @@ class TaskSampler:
         self._order = self._permutation(self.epoch)
 
 
-def rollout_seed(seed: int, step: int) -> int:
-    """Sampling seed of the rollouts of update `step`: a function of (run seed, step) only."""
-    return (seed * 1_000_003 + step * 7_919 + 17) % (2**31 - 1)
+def rollout_seed(seed: int, step: int, rank: int = 0) -> int:
+    """Sampling seed of the rollouts of update `step` (of process `rank` of a data-parallel run): a function
+    of (run seed, step, rank) only."""
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729 + 17) % (2**31 - 1)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -321,12 +324,15 @@ def policy_update(
     step: int,
     rows_R: torch.Tensor | None = None,
     full_kl: FullKLTerm | None = None,
+    dp: DataParallel | None = None,
 ) -> dict[str, float]:
     """One optimizer step on a batch, or on its rows `rows_R` (a minibatch of whole episodes): the clipped
     surrogate accumulated over chunks of rows of at most `cfg.microbatch_tokens` padded tokens (normalised
     by the step's episode count and per-episode token counts, so the summed chunk losses equal the loss of
     the step's episodes taken at once), gradient clipping, AdamW. Raises NonFiniteError before stepping.
-    `full_kl` adds the full-distribution KL loss (same normalisation) and reports its mean as `kl_full`."""
+    `full_kl` adds the full-distribution KL loss (same normalisation) and reports its mean as `kl_full`.
+    In a data-parallel run (`dp`; `model` is the DDP wrapper) each process passes its own episodes, the
+    gradients are averaged over the processes before clipping, and the returned stats are this process's."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     mask_B_T = batch.loss_mask_B_T.bool()
@@ -338,40 +344,49 @@ def policy_update(
     num_episodes = int(torch.unique(batch.episode_index_B[rows_R]).numel())
     lengths_B = batch.attention_mask_B_T.sum(1).cpu()  # right padding: the real length of each row
     total_loss, tokens, clip_tok, ratio_tok, kl_tok, kl_full_tok = 0.0, 0, 0.0, 0.0, 0.0, 0.0
-    for chunk_b in row_chunks(lengths_B[rows_R.cpu()], cfg.microbatch_tokens):
-        rows_b = rows_R[chunk_b.to(mask_B_T.device)]
-        t_max = int(lengths_B[rows_b.cpu()].max())
-        mask_b_T = mask_B_T[rows_b, :t_max]
-        if not mask_b_T.any():
-            continue
-        ids_b_T, attn_b_T = batch.input_ids_B_T[rows_b, :t_max], batch.attention_mask_B_T[rows_b, :t_max]
-        if full_kl is None:
-            lp_b_T = generated_logprobs(model, ids_b_T, attn_b_T, mask_b_T)
-        else:  # one forward gives both the sampled tokens' log-probs and the full distributions
-            log_p_n_V = torch.log_softmax(generated_logits(model, ids_b_T, attn_b_T, mask_b_T), dim=-1)
-            lp_b_T = torch.zeros(mask_b_T.shape, dtype=torch.float32, device=mask_b_T.device).masked_scatter(
-                mask_b_T, log_p_n_V.gather(-1, ids_b_T[mask_b_T][:, None]).squeeze(-1))
-        loss, st = clipped_surrogate_loss(lp_b_T, batch.old_logprobs_B_T[rows_b, :t_max], adv_B_T[rows_b, :t_max],
-                                          mask_b_T, batch.episode_index_B[rows_b], clip_eps=cfg.clip_eps,
-                                          num_episodes=num_episodes, tokens_per_episode_E=tokens_E)
-        if full_kl is not None:
-            tdev = full_kl.teacher_model.device
-            with torch.no_grad():
-                teacher_n_V = generated_logits(full_kl.teacher_model, ids_b_T.to(tdev), attn_b_T.to(tdev),
-                                               mask_b_T.to(tdev)).to(log_p_n_V.device)
-            kl_n = full_reverse_kl(log_p_n_V, teacher_n_V)
-            kl_b_T = torch.zeros(mask_b_T.shape, dtype=torch.float32, device=mask_b_T.device).masked_scatter(
-                mask_b_T, kl_n)
-            w_b_T = full_kl.weights_B_T[rows_b, :t_max].float()
-            loss = loss + full_kl.kappa * episode_token_mean(w_b_T * kl_b_T, mask_b_T, batch.episode_index_B[rows_b],
-                                                             num_episodes=num_episodes,
-                                                             tokens_per_episode_E=tokens_E)
-            kl_full_tok += float(kl_n.detach().sum())
-        if not torch.isfinite(loss):
-            bad_lp = not torch.isfinite(lp_b_T[mask_b_T]).all()
-            term = "policy log-probs (model forward)" if bad_lp else "clipped surrogate (ratio x advantage)"
-            raise NonFiniteError(f"non-finite loss at step {step}: {term}")
-        loss.backward()
+    chunks = row_chunks(lengths_B[rows_R.cpu()], cfg.microbatch_tokens)
+    for i, chunk_b in enumerate(chunks):
+        # DDP: the gradients accumulate locally and are averaged over the processes in the backward pass of
+        # each process's last chunk (so the processes may have different numbers of chunks)
+        last = i == len(chunks) - 1
+        with model.no_sync() if dp is not None and not last else contextlib.nullcontext():
+            rows_b = rows_R[chunk_b.to(mask_B_T.device)]
+            t_max = int(lengths_B[rows_b.cpu()].max())
+            mask_b_T = mask_B_T[rows_b, :t_max]
+            ids_b_T, attn_b_T = batch.input_ids_B_T[rows_b, :t_max], batch.attention_mask_B_T[rows_b, :t_max]
+            if not mask_b_T.any():
+                if dp is not None and last:  # the averaging pass must run on every process: a zero loss
+                    (model(input_ids=ids_b_T, attention_mask=attn_b_T).logits.sum() * 0.0).backward()
+                continue
+            if full_kl is None:
+                lp_b_T = generated_logprobs(model, ids_b_T, attn_b_T, mask_b_T)
+            else:  # one forward gives both the sampled tokens' log-probs and the full distributions
+                log_p_n_V = torch.log_softmax(generated_logits(model, ids_b_T, attn_b_T, mask_b_T), dim=-1)
+                lp_b_T = torch.zeros(mask_b_T.shape, dtype=torch.float32, device=mask_b_T.device).masked_scatter(
+                    mask_b_T, log_p_n_V.gather(-1, ids_b_T[mask_b_T][:, None]).squeeze(-1))
+            loss, st = clipped_surrogate_loss(lp_b_T, batch.old_logprobs_B_T[rows_b, :t_max],
+                                              adv_B_T[rows_b, :t_max], mask_b_T, batch.episode_index_B[rows_b],
+                                              clip_eps=cfg.clip_eps, num_episodes=num_episodes,
+                                              tokens_per_episode_E=tokens_E)
+            if full_kl is not None:
+                tdev = full_kl.teacher_model.device
+                with torch.no_grad():
+                    teacher_n_V = generated_logits(full_kl.teacher_model, ids_b_T.to(tdev), attn_b_T.to(tdev),
+                                                   mask_b_T.to(tdev)).to(log_p_n_V.device)
+                kl_n = full_reverse_kl(log_p_n_V, teacher_n_V)
+                kl_b_T = torch.zeros(mask_b_T.shape, dtype=torch.float32, device=mask_b_T.device).masked_scatter(
+                    mask_b_T, kl_n)
+                w_b_T = full_kl.weights_B_T[rows_b, :t_max].float()
+                loss = loss + full_kl.kappa * episode_token_mean(w_b_T * kl_b_T, mask_b_T,
+                                                                 batch.episode_index_B[rows_b],
+                                                                 num_episodes=num_episodes,
+                                                                 tokens_per_episode_E=tokens_E)
+                kl_full_tok += float(kl_n.detach().sum())
+            if not torch.isfinite(loss):
+                bad_lp = not torch.isfinite(lp_b_T[mask_b_T]).all()
+                term = "policy log-probs (model forward)" if bad_lp else "clipped surrogate (ratio x advantage)"
+                raise NonFiniteError(f"non-finite loss at step {step}: {term}")
+            loss.backward()
         total_loss += float(loss.detach())
         tokens += st.num_tokens
         clip_tok += st.clip_fraction * st.num_tokens
@@ -391,14 +406,15 @@ def policy_update(
 
 
 def minibatch_updates(model, optimizer: torch.optim.Optimizer, batch: RolloutBatch, adv_B_T: torch.Tensor,
-                      cfg: TrainConfig, step: int, full_kl: FullKLTerm | None = None) -> dict[str, float]:
+                      cfg: TrainConfig, step: int, full_kl: FullKLTerm | None = None,
+                      dp: DataParallel | None = None) -> dict[str, float]:
     """`cfg.updates_per_step` optimizer steps on one rollout batch (`minibatch_rows`), pi_old the rollout
     policy throughout (so from the second minibatch on the ratio moves and the clip acts, as in PPO).
     Returns the steps' stats: loss and grad_norm averaged over the steps, the token stats token-weighted."""
     if cfg.updates_per_step == 1:
-        return policy_update(model, optimizer, batch, adv_B_T, cfg, step, full_kl=full_kl)
+        return policy_update(model, optimizer, batch, adv_B_T, cfg, step, full_kl=full_kl, dp=dp)
     minibatches = minibatch_rows(batch.episode_index_B, len(batch.episodes), cfg.updates_per_step)
-    parts = [policy_update(model, optimizer, batch, adv_B_T, cfg, step, rows_R, full_kl=full_kl)
+    parts = [policy_update(model, optimizer, batch, adv_B_T, cfg, step, rows_R, full_kl=full_kl, dp=dp)
              for rows_R in minibatches]
     tokens = [int(batch.loss_mask_B_T[rows_R].sum()) for rows_R in minibatches]
     n = max(sum(tokens), 1)
@@ -426,6 +442,7 @@ def run_training(
     resume: bool = True,
     eval_fn: EvalFn | None = None,
     progress: bool = True,
+    data_parallel: DataParallel | None = None,
 ) -> dict[str, Any]:
     """Train `model` in place with `method` for `cfg.steps` updates; see the module docstring.
 
@@ -439,9 +456,19 @@ def run_training(
     at the end) and `out_dir/final/`. Returns a summary: method, seed, steps, resumed_from_step, final (the
     last update's metrics), best_val_success, best_step, out_dir, final_dir, best_dir, checkpoint_dir,
     metrics_path, wall_time_s.
+
+    data_parallel: this process's place in a data-parallel run (atod.train.distributed; every process
+    calls run_training with the same arguments): each rolls out its share of a step's tasks, DDP averages
+    the gradients, and only process 0 validates (eval_fn), logs and writes files; the step's metrics are
+    over every process's episodes (sums and maxima where noted, else means over the processes).
     """
     settings = method_settings(method)
     device = torch.device(device)
+    dp = data_parallel
+    main = dp is None or dp.is_main
+    if dp is not None and cfg.tasks_per_step % dp.world_size:
+        raise ValueError(f"train.tasks_per_step ({cfg.tasks_per_step}) must be a multiple of the {dp.world_size} "
+                         "data-parallel processes (each rolls out an equal share of a step's tasks)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path = out_dir / "checkpoint", out_dir / "metrics.jsonl"
@@ -473,35 +500,47 @@ def run_training(
     sampler = TaskSampler(train_tasks, cfg.tasks_per_step, seed)
     start_step, best = 0, {"success": None, "step": None}
 
-    remove_stale_temporaries(ckpt_path)
+    if main:
+        remove_stale_temporaries(ckpt_path)
+    if dp is not None:
+        dp.barrier()
     found = find_checkpoint(ckpt_path) if resume else None
+    if dp is not None:
+        dp.barrier()  # every process has looked before process 0 removes anything below
     if found is not None:
         state = resume_checkpoint(found, identity, model=model, optimizer=optimizer, scheduler=scheduler,
                                   advice="use another out_dir or resume=False")
         sampler.load_state_dict(state["data_order"])
         start_step, best = state["step"], state["best"]
-        _truncate_metrics(metrics_path, start_step)
-    else:
+        if main:
+            _truncate_metrics(metrics_path, start_step)
+    elif main:
         for stale in (ckpt_path, ckpt_path.with_name("checkpoint.old"), out_dir / "best", out_dir / "final"):
             shutil.rmtree(stale, ignore_errors=True)
         metrics_path.unlink(missing_ok=True)
+    ddp_model = wrap_model(model, dp)  # after the checkpoint is loaded: DDP starts from process 0's weights
 
     def checkpoint(step: int) -> None:
+        if not main:
+            return
         save_checkpoint(ckpt_path, model=model, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
                         trainer_state={"step": step, "data_order": sampler.state_dict(), "best": best,
                                        "identity": identity})
 
     last_metrics: dict[str, float] = {}
     t_run = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {method}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {method}", disable=not (progress and main),
+               dynamic_ncols=True)
     for s in range(start_step, cfg.steps):
         step = s + 1  # updates done after this iteration; what metrics are logged against
         t0 = time.perf_counter()
         kappa, rho = coefficients(settings, cfg, s)
         tasks = sampler.next_tasks()
+        if dp is not None:
+            tasks = dp.shard(tasks)
 
         model.eval()
-        batch = rollout_fn(model, tasks, rollout_seed(seed, s)).to(device)
+        batch = rollout_fn(model, tasks, rollout_seed(seed, s, 0 if dp is None else dp.rank)).to(device)
         t_rollout = time.perf_counter()
         if kappa > 0:
             batch.teacher_logprobs_B_T = teacher.score(batch).to(device)
@@ -510,7 +549,7 @@ def run_training(
         try:
             adv_B_T, adv_stats, w_B_T = compute_advantages(batch, settings, kappa, rho, cfg.adv_eps, step)
             full_kl = FullKLTerm(kappa, w_B_T, teacher.model) if settings.distill == "full" and kappa > 0 else None
-            upd = minibatch_updates(model, optimizer, batch, adv_B_T, cfg, step, full_kl=full_kl)
+            upd = minibatch_updates(ddp_model, optimizer, batch, adv_B_T, cfg, step, full_kl=full_kl, dp=dp)
         except NonFiniteError as e:
             bar.close()
             last = find_checkpoint(ckpt_path)
@@ -525,6 +564,8 @@ def run_training(
         mask_B_T = batch.loss_mask_B_T.bool()
         gen_tokens = int(mask_B_T.sum())
         eps = batch.episodes
+        if dp is not None:
+            eps = [e for part in dp.gather(eps) for e in part]
         metrics: dict[str, float] = {
             "reward": float(np.mean([e.reward for e in eps])),
             "success": float(np.mean([e.won for e in eps])),
@@ -545,12 +586,15 @@ def run_training(
             "step_time_s": t_end - t0,
             "peak_mem_mb": peak_memory_mb(device),
         }
-        _append_jsonl(metrics_path, {"step": step, **metrics})
-        if log is not None:
-            log(metrics, step)
+        if dp is not None:
+            metrics = _merge_process_metrics(metrics, dp.gather(metrics))
+        if main:
+            _append_jsonl(metrics_path, {"step": step, **metrics})
+            if log is not None:
+                log(metrics, step)
         last_metrics = metrics
 
-        if eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+        if main and eval_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             val = eval_fn(model, step)
             if "success" not in val:
                 raise ValueError(f"eval_fn must return a dict with a 'success' key, got {sorted(val)}")
@@ -563,6 +607,8 @@ def run_training(
                 _save_model_dir(out_dir / "best", model, tokenizer)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint(step)
+        if dp is not None and (step % cfg.eval_every == 0 or step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            dp.barrier()  # the others wait while process 0 validates and writes
 
         bar.update(1)
         kl = metrics.get("kl_teacher", float("nan"))
@@ -570,12 +616,15 @@ def run_training(
                         s_per_step=f"{metrics['step_time_s']:.2f}", mem_mb=f"{metrics['peak_mem_mb']:.0f}")
     bar.close()
 
-    if start_step < cfg.steps or not (out_dir / "final").exists():
+    if main and (start_step < cfg.steps or not (out_dir / "final").exists()):
         _save_model_dir(out_dir / "final", model, tokenizer)
+    if dp is not None:
+        dp.barrier()
+        best = dp.broadcast(best)  # process 0's validation decides the best step
     if start_step == cfg.steps:  # nothing left to do: report from the saved metrics
         last_metrics = _last_train_metrics(metrics_path)
     wall = time.perf_counter() - t_run
-    if progress:
+    if progress and main:
         tqdm.write(f"[{method}] {cfg.steps} steps done in {wall:.1f} s; peak memory {peak_memory_mb(device):.0f} MB; "
                    f"final model in {out_dir / 'final'}")
     return {
@@ -593,6 +642,27 @@ def run_training(
         "metrics_path": str(metrics_path),
         "wall_time_s": wall,
     }
+
+
+# step metrics of a data-parallel run that are not a mean over the processes
+_SUMMED = ("generated_tokens",)
+_MAXED = ("time_rollout_s", "time_teacher_s", "time_update_s", "step_time_s", "peak_mem_mb")
+
+
+def _merge_process_metrics(merged: dict[str, float], per_process: list[dict[str, float]]) -> dict[str, float]:
+    """One data-parallel step's metrics from every process's: `merged` already holds the episode metrics
+    over all processes' episodes (reward, success, score, turns, format_error_rate: kept); generated
+    tokens are summed, times and peak memory take the slowest / largest process, tokens_per_s is the sum
+    over the step's time, every other statistic is the mean over the processes."""
+    episode_keys = ("reward", "success", "score", "turns", "format_error_rate")
+    out = dict(merged)
+    for key in per_process[0]:
+        if key in episode_keys:
+            continue
+        vals = [m[key] for m in per_process]
+        out[key] = sum(vals) if key in _SUMMED else max(vals) if key in _MAXED else sum(vals) / len(vals)
+    out["tokens_per_s"] = out["generated_tokens"] / max(out["step_time_s"], 1e-9)
+    return out
 
 
 def _last_train_metrics(path: Path) -> dict[str, float]:
@@ -627,6 +697,8 @@ def train(
     student_dir / teacher_dir: HF model directories (model + tokenizer; the teacher is only loaded when
     the method uses it, and must share the student's tokenizer and chat template).
     params: the resolved `atod.config.Params` (reads `train`, `agent`, `models`).
+    Under `torchrun --nproc-per-node N` (or `accelerate launch`), every process calls this and they train
+    the run together (DataParallel.from_env; `train.processes_per_run` makes the train stage launch it).
     Returns run_training's summary dict.
     """
     from atod.agent.models import check_compatible, load_model, load_tokenizer, resolve_device
@@ -636,6 +708,9 @@ def train(
     settings = method_settings(method)
     cfg: TrainConfig = params.train
     device = resolve_device(params.models)
+    dp = DataParallel.from_env(device)  # launched by torchrun / accelerate launch: one process per device
+    if dp is not None:
+        device = dp.device
     tokenizer = load_tokenizer(student_dir)
     model = load_model(student_dir, params.models.student, device=device)
     teacher = None
@@ -653,4 +728,4 @@ def train(
     train_tasks, _ = split_validation(benchmark.tasks("train"), cfg.eval_tasks)
     return run_training(method=method, model=model, tokenizer=tokenizer, train_tasks=train_tasks,
                         rollout_fn=rollout_fn, teacher=teacher, cfg=cfg, seed=seed, out_dir=out_dir, device=device,
-                        log=log, resume=resume, eval_fn=eval_fn, progress=progress)
+                        log=log, resume=resume, eval_fn=eval_fn, progress=progress, data_parallel=dp)

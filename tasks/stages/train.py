@@ -18,7 +18,11 @@ is removed, so the output is what a run from scratch would leave.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,11 +123,10 @@ def train_job(params, root: Path, method: str, bench_name: str, seed: int, child
               digest: str) -> dict[str, Any]:
     """One training run (method x benchmark x seed) from the SFT student into data/runs/..., logging its
     per-step metrics to the MLflow run `child_run_id`. Runs in the stage's process or in a worker process
-    (`train.parallel_runs` > 1, see tasks.parallel), so it loads everything it needs itself. Continues
-    from the run's checkpoint when one was written with the same inputs (`digest`)."""
-    from atod.agent.models import load_tokenizer, resolve_device
+    (`train.parallel_runs` > 1, see tasks.parallel), so it loads everything it needs itself; with
+    `train.processes_per_run` > 1 the run itself is trained by that many processes (`_launch_processes`).
+    Continues from the run's checkpoint when one was written with the same inputs (`digest`)."""
     from atod.train.checkpoint import find_checkpoint, load_trainer_state
-    from atod.train.trainer import train as train_one
     from tasks import tracking
 
     work = work_dir(root, method, bench_name, seed, digest)
@@ -135,19 +138,92 @@ def train_job(params, root: Path, method: str, bench_name: str, seed: int, child
         if found is not None:
             tracking.log_metric_history(_saved_metrics(work / "metrics.jsonl", load_trainer_state(found)["step"]),
                                         child_run_id)
-    device = resolve_device(params.models)
-    tokenizer = load_tokenizer(root / SFT_DIR)
-    bench = _load_benchmarks(root, [bench_name])[bench_name]
-    result = train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
-                       params=params, seed=seed, out_dir=work, resume=True,
-                       log=lambda metrics, step: tracking.log_metrics(metrics, step=step, run_id=child_run_id),
-                       eval_fn=make_validation_fn(params, bench, tokenizer, device), progress=False)
+    if params.train.processes_per_run > 1:
+        result = _launch_processes(params, root, method, bench_name, seed, child_run_id, work)
+    else:
+        result = _train_run(params, root, method, bench_name, seed, child_run_id, work)
     summary = _train_summary(result)
     write_json(work / "summary.json", summary)  # the run is finished: a later execution reuses it
     for name in RESUME_STATE:  # final/ and best/ are kept
         shutil.rmtree(work / name, ignore_errors=True)
     publish_run(work, run_dir(root, method, bench_name, seed))
     return summary
+
+
+def _train_run(params, root: Path, method: str, bench_name: str, seed: int, child_run_id: str,
+               work: Path) -> dict[str, Any]:
+    """The trainer on one run, in this process; under torchrun, in each of the run's processes (the
+    trainer finds its place from the environment, and process 0 alone validates and logs)."""
+    from atod.agent.models import load_tokenizer, resolve_device
+    from atod.train.distributed import DataParallel
+    from atod.train.trainer import train as train_one
+    from tasks import tracking
+
+    device = resolve_device(params.models)
+    dp = DataParallel.from_env(device)
+    if dp is not None:
+        device = dp.device
+    tokenizer = load_tokenizer(root / SFT_DIR)
+    bench = _load_benchmarks(root, [bench_name])[bench_name]
+    return train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
+                     params=params, seed=seed, out_dir=work, resume=True,
+                     log=lambda metrics, step: tracking.log_metrics(metrics, step=step, run_id=child_run_id),
+                     eval_fn=make_validation_fn(params, bench, tokenizer, device), progress=False)
+
+
+# what each process runs (a module run with -m would be imported twice: tasks.stages imports this one)
+PROCESS_MAIN = "import sys; from tasks.stages.train import process_main; process_main(sys.argv[1])"
+
+
+def _launch_processes(params, root: Path, method: str, bench_name: str, seed: int, child_run_id: str,
+                      work: Path) -> dict[str, Any]:
+    """Train one run with `train.processes_per_run` data-parallel processes: `torchrun --standalone`
+    (torch's launcher, on this machine) runs `process_main` (PROCESS_MAIN) in each, with the run's
+    arguments in work/.launch.json; process 0 writes the trainer's summary to work/.result.json. On CPU
+    each process gets cores / (parallel_runs x processes_per_run) torch threads unless
+    models.torch_threads is set. Their output goes to this process's stdout/stderr."""
+    import torch
+
+    from tasks.parallel import worker_threads
+
+    n = params.train.processes_per_run
+    gpus = torch.cuda.device_count() if params.models.device != "cpu" else 0
+    if gpus and n > gpus:  # checked here, before the processes load anything (DataParallel.from_env also does)
+        raise ValueError(f"train.processes_per_run is {n} but torch sees {gpus} CUDA device(s): one process per GPU")
+    threads = worker_threads(params.models.torch_threads, params.train.parallel_runs * n)
+    spec, result = work / ".launch.json", work / ".result.json"
+    result.unlink(missing_ok=True)
+    write_json(spec, {"params": params.model_dump(mode="json"), "root": str(root), "method": method,
+                      "benchmark": bench_name, "seed": seed, "child_run_id": child_run_id, "work": str(work),
+                      "threads": threads, "result": str(result)})
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": str(max(threads, 1))}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "--no-python",
+           sys.executable, "-c", PROCESS_MAIN, str(spec)]
+    rc = subprocess.run(cmd, env=env, check=False).returncode
+    summary = read_json(result)
+    if rc != 0 or not isinstance(summary, dict):
+        raise RuntimeError(f"training run {method} / {bench_name} / seed {seed}: its {n} data-parallel processes "
+                           f"(torchrun) exited with code {rc}{'' if rc else ' without a result'}; their output is "
+                           f"above. A rerun resumes from the run's last checkpoint in {work}")
+    return summary
+
+
+def process_main(spec_path: str) -> None:
+    """One process of a data-parallel run (see `_launch_processes`)."""
+    import torch
+
+    from atod.config import Params
+
+    spec = json.loads(Path(spec_path).read_text())
+    if spec["threads"] > 0:
+        torch.set_num_threads(spec["threads"])
+    params = Params.model_validate(spec["params"])
+    result = _train_run(params, Path(spec["root"]), spec["method"], spec["benchmark"], spec["seed"],
+                        spec["child_run_id"], Path(spec["work"]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(Path(spec["result"]), result)
 
 
 def _remove_other_runs(root: Path, jobs: list[tuple[str, str, int]]) -> None:
