@@ -40,6 +40,17 @@ def ragged(batch: RolloutBatch) -> RolloutBatch:
     return batch
 
 
+def unlearnable(batch: RolloutBatch) -> RolloutBatch:
+    """`ragged`, and no generated token of the tasks whose token is a multiple of 3 (6 and 9) is learned
+    from (loss mask off): a process holding only such a task has nothing in its last chunk."""
+    batch = ragged(batch)
+    batch.loss_mask_B_T = batch.loss_mask_B_T & (batch.input_ids_B_T[:, 1] % 3 != 0)[:, None]
+    return batch
+
+
+TRANSFORMS = {"ragged": ragged, "unlearnable": unlearnable}
+
+
 def concat(batches: list[RolloutBatch]) -> RolloutBatch:
     """The batches as one: episodes (and their GRPO groups) numbered on after each other."""
     episodes, ep_index, group_off, ep_off = [], [], 0, 0
@@ -55,10 +66,10 @@ def concat(batches: list[RolloutBatch]) -> RolloutBatch:
                         episodes=episodes)
 
 
-def union_rollout(model, tasks, seed0: int, world: int = 2) -> RolloutBatch:
+def union_rollout(model, tasks, seed0: int, transform=ragged, world: int = 2) -> RolloutBatch:
     """What the `world` processes roll out at a step, as one batch: process r plays tasks[r::world] with
     seed rollout_seed(seed, step, r) = rollout_seed(seed, step) + r * 104729 (mod 2^31 - 1)."""
-    return concat([ragged(t.toy_rollout(model, tasks[r::world], (seed0 + r * 104_729) % M, CFG["samples_per_task"]))
+    return concat([transform(t.toy_rollout(model, tasks[r::world], (seed0 + r * 104_729) % M, CFG["samples_per_task"]))
                    for r in range(world)])
 
 
@@ -73,24 +84,27 @@ from atod.train.distributed import DataParallel
 
 torch.set_num_threads(1)
 dp = DataParallel.from_env("cpu")
-chunks, row_chunks = [], trainer.row_chunks
+chunks, row_chunks, zero_loss = [], trainer.row_chunks, trainer._zero_loss
 def counting(*a, **k):
     out = row_chunks(*a, **k)
     chunks.append(len(out))
     return out
-trainer.row_chunks = counting
+def counting_zero(*a, **k):
+    chunks.append("zero")
+    return zero_loss(*a, **k)
+trainer.row_chunks, trainer._zero_loss = counting, counting_zero
 cfg = t.toy_config(**{cfg!r})
 model = t.tiny_model(seed=123)
 trainer.run_training(method={method!r}, model=model, tokenizer=None, train_tasks=t.toy_tasks(),
-                     rollout_fn=lambda m, ts, s: d.ragged(t.toy_rollout(m, ts, s, cfg.samples_per_task)),
+                     rollout_fn=lambda m, ts, s: d.TRANSFORMS[{transform!r}](t.toy_rollout(m, ts, s, cfg.samples_per_task)),
                      teacher=t.sharp_teacher(), cfg=cfg, seed=0, out_dir={out!r}, progress=False, data_parallel=dp)
 with open(os.path.join({out!r}, f"chunks{{dp.rank}}.json"), "w") as f:
     json.dump(chunks, f)
 """
 
 
-def torchrun(out: Path, method: str, cfg: dict, nproc: int = 2) -> None:
-    code = CHILD.format(tests=str(TESTS), cfg=cfg, method=method, out=str(out))
+def torchrun(out: Path, method: str, cfg: dict, nproc: int = 2, transform: str = "ragged") -> None:
+    code = CHILD.format(tests=str(TESTS), cfg=cfg, method=method, out=str(out), transform=transform)
     script = out.parent / f"{out.name}_child.py"
     script.write_text(code)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
@@ -100,12 +114,12 @@ def torchrun(out: Path, method: str, cfg: dict, nproc: int = 2) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def reference(out: Path, method: str, cfg: dict) -> Qwen3ForCausalLM:
+def reference(out: Path, method: str, cfg: dict, transform: str = "ragged") -> Qwen3ForCausalLM:
     """One process trained on the union of what the two processes roll out at each step."""
     torch.set_num_threads(1)
     model = t.tiny_model(seed=123)
     run_training(method=method, model=model, tokenizer=None, train_tasks=t.toy_tasks(),
-                 rollout_fn=lambda m, ts, s: union_rollout(m, ts, s), teacher=t.sharp_teacher(),
+                 rollout_fn=lambda m, ts, s: union_rollout(m, ts, s, TRANSFORMS[transform]), teacher=t.sharp_teacher(),
                  cfg=t.toy_config(**cfg), seed=0, out_dir=out, progress=False)
     return model
 
@@ -128,16 +142,21 @@ def atod_run(tmp_path_factory) -> Path:
 
 
 # grpo with 2 PPO minibatches per step: each process deals its 8 episodes e -> e mod 2, as one process
-# deals the 16 of the union (the second process's episodes are the union's 8..15)
-@pytest.mark.parametrize(("method", "extra"), [("atod", {}), ("grpo", {"updates_per_step": 2})])
-def test_two_processes_update_as_one_process_on_the_union(tmp_path, atod_run, method, extra):
+# deals the 16 of the union (the second process's episodes are the union's 8..15); opd where a process
+# may hold a task it learns nothing from (its synchronising pass is a zero loss)
+@pytest.mark.parametrize(("method", "extra", "transform"), [("atod", {}, "ragged"),
+                                                            ("grpo", {"updates_per_step": 2}, "ragged"),
+                                                            ("opd", {}, "unlearnable")])
+def test_two_processes_update_as_one_process_on_the_union(tmp_path, atod_run, method, extra, transform):
     out = atod_run if method == "atod" else tmp_path / "ddp"
     if method != "atod":
-        torchrun(out, method, {**CFG, **extra})
-    ref = reference(tmp_path / "ref", method, {**CFG, **extra})
+        torchrun(out, method, {**CFG, **extra}, transform=transform)
+    ref = reference(tmp_path / "ref", method, {**CFG, **extra}, transform)
     chunks = [json.loads((out / f"chunks{r}.json").read_text()) for r in range(2)]
-    if not extra:  # (4-row minibatches always fit one chunk)
+    if method == "atod":  # (grpo's 4-row minibatches always fit one chunk)
         assert chunks[0] != chunks[1], "no step had processes with different chunk counts: the test lost its point"
+    if method == "opd":
+        assert "zero" in chunks[0] + chunks[1], "no process had an empty last chunk: the test lost its point"
     ddp = Qwen3ForCausalLM.from_pretrained(out / "final")
     for (name, a), b in zip(ref.named_parameters(), ddp.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5), name  # float rounding: measured up to 4e-6
@@ -171,3 +190,15 @@ def test_tasks_per_step_must_split_evenly(tmp_path):
         run_training(method="grpo", model=t.tiny_model(1), tokenizer=None, train_tasks=t.toy_tasks(),
                      rollout_fn=t.toy_rollout, teacher=None, cfg=t.toy_config(tasks_per_step=3), seed=0,
                      out_dir=tmp_path, progress=False, data_parallel=dp)
+
+
+def test_a_run_refuses_another_process_count_than_its_config(tmp_path):
+    """`train.processes_per_run` is part of a run's inputs (seeds and task shares depend on it): a run
+    started in one process with 2 configured (or under a launcher with another count) stops at once."""
+    from atod.config import Params
+    from atod.train.trainer import train
+
+    p = Params(train={"processes_per_run": 2, "tasks_per_step": 2})
+    with pytest.raises(ValueError, match=r"train.processes_per_run is 2 but this run has 1 process\(es\): launch it "
+                                         r"with `torchrun --nproc-per-node 2`"):
+        train("grpo", None, student_dir=tmp_path, teacher_dir=None, params=p, seed=0, out_dir=tmp_path)

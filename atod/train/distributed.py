@@ -8,7 +8,8 @@ tasks are the same on every process (the seeded TaskSampler); process r rolls ou
 advantages (GRPO groups and T-DUR weights never span two tasks, so they are what one process would
 compute on the whole batch) and its loss; DDP averages the gradients, so with the same number of
 episodes on every process the update is the one of the whole batch taken at once (tests compare the
-two). Process 0 alone validates, writes metrics, checkpoints and the final model; the others wait.
+two; with `updates_per_step` > 1 also when each process's episodes split evenly into the minibatches).
+Process 0 alone validates, writes metrics, checkpoints and the final model; the others wait.
 
 Not here: FSDP / DeepSpeed sharding (every process holds the whole student, its optimizer state and its
 teacher, which is what the 0.6B-4B models of the paper need on 80-141 GB GPUs).
@@ -26,7 +27,8 @@ import torch.distributed as dist
 
 T = TypeVar("T")
 
-# Processes 1..n-1 wait in a collective while process 0 validates or checkpoints: allow a long validation.
+# Processes 1..n-1 wait in a collective while process 0 validates or checkpoints: allow a long validation
+# (a process that waits longer fails, and the launcher stops the others).
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
@@ -95,4 +97,3 @@ def wrap_model(model, dp: DataParallel | None):
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[dp.device.index] if dp.device.type == "cuda" else None)
-

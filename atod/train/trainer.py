@@ -25,6 +25,7 @@ resumes from its last checkpoint ends with bitwise the same weights as an uninte
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import random
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from atod.agent.models import generated_logits, generated_logprobs
+from atod.agent.models import generated_logits, generated_logprobs, unwrap_model
 from atod.envs.base import Task
 from atod.losses import (
     clipped_surrogate_loss,
@@ -306,6 +307,13 @@ def row_chunks(lengths_B: torch.Tensor, token_budget: int) -> list[torch.Tensor]
     return chunks
 
 
+def _zero_loss(model, ids_b_T: torch.Tensor, attn_b_T: torch.Tensor) -> torch.Tensor:
+    """0 x the last position's logits: a pass through `model` (the DDP wrapper) whose gradients are zero,
+    for a process whose last chunk has nothing to learn from (its gradient synchronisation must run)."""
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters else {}
+    return model(input_ids=ids_b_T, attention_mask=attn_b_T, use_cache=False, **keep).logits[:, -1].sum() * 0.0
+
+
 def minibatch_rows(episode_index_B: torch.Tensor, num_episodes: int, updates: int) -> list[torch.Tensor]:
     """Rows of each of `updates` minibatches: episode e goes to minibatch e mod `updates`, so with episodes
     ordered task by task every minibatch mixes tasks and samples. episode_index_B: (B,) long. Returns
@@ -345,6 +353,8 @@ def policy_update(
     lengths_B = batch.attention_mask_B_T.sum(1).cpu()  # right padding: the real length of each row
     total_loss, tokens, clip_tok, ratio_tok, kl_tok, kl_full_tok = 0.0, 0, 0.0, 0.0, 0.0, 0.0
     chunks = row_chunks(lengths_B[rows_R.cpu()], cfg.microbatch_tokens)
+    if not chunks:  # (every process must reach the synchronising pass below)
+        raise ValueError(f"step {step}: a policy update without rows")
     for i, chunk_b in enumerate(chunks):
         # DDP: the gradients accumulate locally and are averaged over the processes in the backward pass of
         # each process's last chunk (so the processes may have different numbers of chunks)
@@ -356,7 +366,7 @@ def policy_update(
             ids_b_T, attn_b_T = batch.input_ids_B_T[rows_b, :t_max], batch.attention_mask_B_T[rows_b, :t_max]
             if not mask_b_T.any():
                 if dp is not None and last:  # the averaging pass must run on every process: a zero loss
-                    (model(input_ids=ids_b_T, attention_mask=attn_b_T).logits.sum() * 0.0).backward()
+                    _zero_loss(model, ids_b_T[:1], attn_b_T[:1]).backward()
                 continue
             if full_kl is None:
                 lp_b_T = generated_logprobs(model, ids_b_T, attn_b_T, mask_b_T)
@@ -647,20 +657,25 @@ def run_training(
 # step metrics of a data-parallel run that are not a mean over the processes
 _SUMMED = ("generated_tokens",)
 _MAXED = ("time_rollout_s", "time_teacher_s", "time_update_s", "step_time_s", "peak_mem_mb")
+_SHARED = ("kappa", "rho", "lr", "grad_norm")  # equal on every process (the gradients are synchronised)
 
 
 def _merge_process_metrics(merged: dict[str, float], per_process: list[dict[str, float]]) -> dict[str, float]:
     """One data-parallel step's metrics from every process's: `merged` already holds the episode metrics
     over all processes' episodes (reward, success, score, turns, format_error_rate: kept); generated
     tokens are summed, times and peak memory take the slowest / largest process, tokens_per_s is the sum
-    over the step's time, every other statistic is the mean over the processes."""
+    over the step's time, what every process shares is process 0's, every other statistic is the mean
+    over the processes (loss, clip fraction, KL, advantage and weight statistics: not token-weighted)."""
     episode_keys = ("reward", "success", "score", "turns", "format_error_rate")
     out = dict(merged)
     for key in per_process[0]:
         if key in episode_keys:
             continue
         vals = [m[key] for m in per_process]
-        out[key] = sum(vals) if key in _SUMMED else max(vals) if key in _MAXED else sum(vals) / len(vals)
+        if key in _SHARED:
+            out[key] = vals[0]
+        else:
+            out[key] = sum(vals) if key in _SUMMED else max(vals) if key in _MAXED else sum(vals) / len(vals)
     out["tokens_per_s"] = out["generated_tokens"] / max(out["step_time_s"], 1e-9)
     return out
 
@@ -709,6 +724,11 @@ def train(
     cfg: TrainConfig = params.train
     device = resolve_device(params.models)
     dp = DataParallel.from_env(device)  # launched by torchrun / accelerate launch: one process per device
+    processes = 1 if dp is None else dp.world_size
+    if processes != cfg.processes_per_run:  # the processes' seeds and shares of the tasks depend on it
+        raise ValueError(f"train.processes_per_run is {cfg.processes_per_run} but this run has {processes} "
+                         "process(es): launch it with `torchrun --nproc-per-node "
+                         f"{cfg.processes_per_run}` (the train stage does), or set train.processes_per_run")
     if dp is not None:
         device = dp.device
     tokenizer = load_tokenizer(student_dir)

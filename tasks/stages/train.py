@@ -184,12 +184,13 @@ def _launch_processes(params, root: Path, method: str, bench_name: str, seed: in
     models.torch_threads is set. Their output goes to this process's stdout/stderr."""
     import torch
 
-    from tasks.parallel import worker_threads
-
     n = params.train.processes_per_run
     gpus = torch.cuda.device_count() if params.models.device != "cpu" else 0
     if gpus and n > gpus:  # checked here, before the processes load anything (DataParallel.from_env also does)
         raise ValueError(f"train.processes_per_run is {n} but torch sees {gpus} CUDA device(s): one process per GPU")
+    if gpus and params.train.parallel_runs > 1:  # each run's processes use cuda:0..n-1: runs would share GPUs
+        raise ValueError(f"train.parallel_runs is {params.train.parallel_runs} with train.processes_per_run {n} on "
+                         "GPUs: the runs would share the same GPUs; set train.parallel_runs: 1")
     threads = worker_threads(params.models.torch_threads, params.train.parallel_runs * n)
     spec, result = work / ".launch.json", work / ".result.json"
     result.unlink(missing_ok=True)
@@ -201,7 +202,16 @@ def _launch_processes(params, root: Path, method: str, bench_name: str, seed: in
            "OMP_NUM_THREADS": str(max(threads, 1))}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "--no-python",
            sys.executable, "-c", PROCESS_MAIN, str(spec)]
-    rc = subprocess.run(cmd, env=env, check=False).returncode
+    launcher = subprocess.Popen(cmd, env=env)
+    try:
+        rc = launcher.wait()
+    except BaseException:  # e.g. Ctrl-C: torchrun stops its processes (SIGTERM, then SIGKILL after 30 s)
+        launcher.terminate()
+        try:
+            launcher.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+        raise
     summary = read_json(result)
     if rc != 0 or not isinstance(summary, dict):
         raise RuntimeError(f"training run {method} / {bench_name} / seed {seed}: its {n} data-parallel processes "
@@ -220,8 +230,12 @@ def process_main(spec_path: str) -> None:
     if spec["threads"] > 0:
         torch.set_num_threads(spec["threads"])
     params = Params.model_validate(spec["params"])
-    result = _train_run(params, Path(spec["root"]), spec["method"], spec["benchmark"], spec["seed"],
-                        spec["child_run_id"], Path(spec["work"]))
+    try:
+        result = _train_run(params, Path(spec["root"]), spec["method"], spec["benchmark"], spec["seed"],
+                            spec["child_run_id"], Path(spec["work"]))
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(spec["result"]), result)
 
