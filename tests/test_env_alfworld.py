@@ -230,6 +230,13 @@ def test_format_error_and_turn_limit():
     assert r.done and not r.info.won and r.reward == 0.0 and r.info.turn == 3
 
 
+def test_an_action_that_is_not_text_is_a_format_error_not_a_crash():
+    env = AlfworldEnv(max_turns=3)
+    env.reset(manual_task())
+    r = env.step(123)  # the protocol's step() never raises (it used to: AttributeError on .strip())
+    assert r.observation == NOTHING_HAPPENS and r.info.format_error and r.info.invalid and not r.done
+
+
 # ---------------------------------------------------------------- expert and random policy
 def test_expert_solves_every_split_of_the_default_profile():
     prepare = load_params("params.yaml", profile="default").prepare

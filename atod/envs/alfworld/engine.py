@@ -285,8 +285,8 @@ class AlfworldEnv:
             return StepResult(self.last_observation, self._admissible, 0.0, True,
                               StepInfo(won=self.won, score=float(self.won), turn=self.turn))
         self.turn += 1
-        format_error = action is None
-        command = "" if action is None else action.strip()  # TextWorld matches the stripped text exactly
+        format_error = not isinstance(action, str)  # None (or anything but text: malformed)
+        command = action.strip() if isinstance(action, str) else ""  # TextWorld matches the stripped text exactly
         invalid = command not in self._admissible
         if invalid:
             observation = NOTHING_HAPPENS

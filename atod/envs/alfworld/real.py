@@ -310,7 +310,7 @@ class RealAlfworldEnv:
             return StepResult(self.last_observation, self._admissible(), 0.0, True,
                               StepInfo(won=self.won, score=float(self.won), turn=self.turn))
         self.turn += 1
-        command = "" if action is None else action.strip()
+        command = action.strip() if isinstance(action, str) else ""
         invalid = command not in self._admissible()
         if invalid:  # the engine would answer the same; keep `help` (not offered) inadmissible too
             observation = NOTHING_HAPPENS
@@ -322,7 +322,7 @@ class RealAlfworldEnv:
         self.last_observation = observation
         return StepResult(observation, self._admissible(), 1.0 if self.won else 0.0, self.done,
                           StepInfo(won=self.won, score=float(self.won), invalid=invalid,
-                                   format_error=action is None, turn=self.turn))
+                                   format_error=not isinstance(action, str), turn=self.turn))
 
     def expert_action(self, rng: random.Random, noise: float = 0.0) -> str:
         admissible = self._admissible()
