@@ -1,6 +1,6 @@
 """Data-parallel training of one run over several processes: torch.distributed with
-DistributedDataParallel (DDP), launched by `torchrun` or `accelerate launch` (both set RANK, WORLD_SIZE,
-LOCAL_RANK and the rendezvous variables this reads).
+DistributedDataParallel (DDP), launched by `torchrun` or `accelerate launch --multi_gpu` (which runs
+torchrun; both set RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous variables this reads).
 
 What each process does in a step of `atod.train.trainer.run_training`: the step's `tasks_per_step`
 tasks are the same on every process (the seeded TaskSampler); process r rolls out tasks r, r + n, ...

@@ -712,7 +712,7 @@ def train(
     student_dir / teacher_dir: HF model directories (model + tokenizer; the teacher is only loaded when
     the method uses it, and must share the student's tokenizer and chat template).
     params: the resolved `atod.config.Params` (reads `train`, `agent`, `models`).
-    Under `torchrun --nproc-per-node N` (or `accelerate launch`), every process calls this and they train
+    Under `torchrun --nproc-per-node N` (or `accelerate launch --multi_gpu`), every process calls this and they train
     the run together (DataParallel.from_env; `train.processes_per_run` makes the train stage launch it).
     Returns run_training's summary dict.
     """
@@ -723,7 +723,7 @@ def train(
     settings = method_settings(method)
     cfg: TrainConfig = params.train
     device = resolve_device(params.models)
-    dp = DataParallel.from_env(device)  # launched by torchrun / accelerate launch: one process per device
+    dp = DataParallel.from_env(device)  # launched by torchrun (or accelerate launch --multi_gpu): one process per device
     processes = 1 if dp is None else dp.world_size
     if processes != cfg.processes_per_run:  # the processes' seeds and shares of the tasks depend on it
         raise ValueError(f"train.processes_per_run is {cfg.processes_per_run} but this run has {processes} "
