@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT, load_script
 
@@ -78,3 +79,32 @@ def test_best_validation_and_a_line_being_written(tmp_path):
     assert (row.state, row.step, row["best_val_%"], row.best_val_step) == ("running", 4, 50.0, 3)
     other = table[(table.method == "opd") & (table.seed == 1)].iloc[0]
     assert other.state == "not started" and other["best_val_%"] != other["best_val_%"]  # NaN: no check yet
+
+
+def test_trends_by_hand(tmp_path):
+    """--trends 2: means of the first and last 2 training steps, first and last validation success; a
+    finished run whose work directory is gone is read from data/runs."""
+    root = _project(tmp_path)
+    run = _run(root, "grpo", 0, [5.0, 5.0, 5.0])
+    lines = [{"step": 1, "success": 0.0, "entropy": 1.0, "kl_teacher": 0.5, "step_time_s": 5.0},
+             {"step": 2, "success": 0.5, "entropy": 0.8, "kl_teacher": 0.3, "step_time_s": 5.0},
+             {"step": 2, "val_success": 0.25},
+             {"step": 3, "success": 1.0, "entropy": 0.4, "kl_teacher": 0.1, "step_time_s": 5.0},
+             {"step": 3, "val_success": 0.75}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    published = root / "data" / "runs" / "opd" / "searchqa" / "seed1"
+    shutil.copytree(run, published)
+    (published / "summary.json").write_text("{}")
+    (published / "inputs.json").write_text(json.dumps({"digest": run.parents[2].name}))
+    table, _ = load_script("train_progress").progress(root, root / "params.yaml", time.time(), window=2)
+    row = table[(table.method == "grpo") & (table.seed == 0)].iloc[0]
+    assert (row.success_first, row.success_last) == (0.25, 0.75)
+    assert (row.entropy_first, row.entropy_last) == pytest.approx((0.9, 0.6))
+    assert (row.kl_teacher_first, row.kl_teacher_last) == pytest.approx((0.4, 0.2))
+    assert (row.val_first, row.val_last) == (0.25, 0.75)
+    assert row.score_first != row.score_first  # NaN: not logged
+    done = table[(table.method == "opd") & (table.seed == 1)].iloc[0]
+    assert done.state == "done" and (done.success_first, done.val_last) == (0.25, 0.75)
+    out = subprocess.run([sys.executable, str(SCRIPT), "--root", str(root), "--trends", "2"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "first and last 2 training steps" in out and "means over seeds:" in out
