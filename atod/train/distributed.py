@@ -89,6 +89,17 @@ class DataParallel:
         return box[0]
 
 
+def process_device(models_cfg) -> tuple[torch.device, DataParallel | None]:
+    """Where this process computes, and its place in a data-parallel run (None in a single process):
+    `models.device` resolved (`atod.agent.models.resolve_device`: also applies torch_threads), then, under
+    torchrun, the process group joined and, on CUDA, this process's own GPU (cuda:LOCAL_RANK)."""
+    from atod.agent.models import resolve_device
+
+    device = resolve_device(models_cfg)
+    dp = DataParallel.from_env(device)
+    return (device if dp is None else dp.device), dp
+
+
 def wrap_model(model, dp: DataParallel | None):
     """The model the update computes its gradients through: `model` itself in one process, else a
     DistributedDataParallel around it (same parameters; process 0's values are broadcast to the others)."""

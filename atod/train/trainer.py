@@ -61,7 +61,7 @@ from atod.train.checkpoint import (
     save_checkpoint,
 )
 from atod.train.config import TrainConfig
-from atod.train.distributed import DataParallel, wrap_model
+from atod.train.distributed import DataParallel, process_device, wrap_model
 from atod.train.metrics_log import read_metrics_log
 from atod.train.splits import split_validation
 from atod.types import RolloutBatch
@@ -713,24 +713,21 @@ def train(
     the method uses it, and must share the student's tokenizer and chat template).
     params: the resolved `atod.config.Params` (reads `train`, `agent`, `models`).
     Under `torchrun --nproc-per-node N` (or `accelerate launch --multi_gpu`), every process calls this and they train
-    the run together (DataParallel.from_env; `train.processes_per_run` makes the train stage launch it).
+    the run together (process_device; `train.processes_per_run` makes the train stage launch it).
     Returns run_training's summary dict.
     """
-    from atod.agent.models import check_compatible, load_model, load_tokenizer, resolve_device
+    from atod.agent.models import check_compatible, load_model, load_tokenizer
     from atod.agent.rollout import collect_rollouts
     from atod.agent.teacher import LocalTeacher
 
     settings = method_settings(method)
     cfg: TrainConfig = params.train
-    device = resolve_device(params.models)
-    dp = DataParallel.from_env(device)  # launched by torchrun (or accelerate launch --multi_gpu): one process per device
+    device, dp = process_device(params.models)  # under torchrun (or accelerate launch --multi_gpu): one process per device
     processes = 1 if dp is None else dp.world_size
     if processes != cfg.processes_per_run:  # the processes' seeds and shares of the tasks depend on it
         raise ValueError(f"train.processes_per_run is {cfg.processes_per_run} but this run has {processes} "
                          "process(es): launch it with `torchrun --nproc-per-node "
                          f"{cfg.processes_per_run}` (the train stage does), or set train.processes_per_run")
-    if dp is not None:
-        device = dp.device
     tokenizer = load_tokenizer(student_dir)
     model = load_model(student_dir, params.models.student, device=device)
     teacher = None

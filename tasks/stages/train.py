@@ -154,15 +154,12 @@ def _train_run(params, root: Path, method: str, bench_name: str, seed: int, chil
                work: Path) -> dict[str, Any]:
     """The trainer on one run, in this process; under torchrun, in each of the run's processes (the
     trainer finds its place from the environment, and process 0 alone validates and logs)."""
-    from atod.agent.models import load_tokenizer, resolve_device
-    from atod.train.distributed import DataParallel
+    from atod.agent.models import load_tokenizer
+    from atod.train.distributed import process_device
     from atod.train.trainer import train as train_one
     from tasks import tracking
 
-    device = resolve_device(params.models)
-    dp = DataParallel.from_env(device)
-    if dp is not None:
-        device = dp.device
+    device, _ = process_device(params.models)
     tokenizer = load_tokenizer(root / SFT_DIR)
     bench = _load_benchmarks(root, [bench_name])[bench_name]
     return train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
