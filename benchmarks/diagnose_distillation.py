@@ -10,6 +10,13 @@ lp_S - lp_T (what OPD's advantage uses), the full-distribution KL(student || tea
 whether the two top-1 tokens agree, split by the token's role in the action: markup (tags, spaces),
 verb (first word), object (later words), number. Pass the teacher's directory as a model to see the
 teacher on its own states. One JSON line per model.
+
+`--handoff-turns 2 4 8`: can the teacher finish what the student starts? For each student model and each
+k, episodes (at the first temperature) in which the student acts for k turns and the teacher from turn k
+on; reported: the episodes the student had already ended, and the teacher's success and score on the
+others, next to the teacher's own success within the same number of turns left (limit - k) from the
+task's start. A teacher that wins less from the student's turn-k states than from the start is a poor
+guide on the states on-policy distillation trains on.
 """
 
 from __future__ import annotations
@@ -85,6 +92,8 @@ def main() -> None:
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.4])
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--handoff-turns", type=int, nargs="*", default=[],
+                    help="hand each student's episodes to the teacher after these numbers of turns")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     p = load_params("params.yaml")
@@ -93,7 +102,8 @@ def main() -> None:
     tokenizer = load_tokenizer(args.teacher)
     teacher = load_model(args.teacher, p.models.teacher)
     for path in args.models:
-        spec = p.models.teacher if path.rstrip("/") == args.teacher.rstrip("/") else p.models.student
+        is_teacher = path.rstrip("/") == args.teacher.rstrip("/")
+        spec = p.models.teacher if is_teacher else p.models.student
         model = load_model(path, spec)
         out = {"model": path}
         for n, temp in enumerate(args.temperatures):
@@ -106,7 +116,34 @@ def main() -> None:
                                 "turns": round(turns / len(eps), 1)}
             if n == 0:
                 out[f"tokens at T={temp}"] = token_stats(model, teacher, batch, tokenizer)
+        if args.handoff_turns and not is_teacher:
+            out["handoff"] = handoff_stats(model, teacher, tokenizer, bench, tasks, args, p.agent)
         print(json.dumps(out), flush=True)
+
+
+def handoff_stats(student, teacher, tokenizer, bench, tasks, args, agent_cfg) -> dict[str, dict[str, float]]:
+    """Per k in --handoff-turns: the student acts for k turns, then the teacher (see the module doc)."""
+    temp = args.temperatures[0]
+
+    def rollouts(first, k):
+        return collect_rollouts(first, tokenizer, bench, tasks, samples_per_task=args.samples, temperature=temp,
+                                agent_cfg=agent_cfg, seed=args.seed, split="train", device="cpu",
+                                handoff=(k, teacher)).episodes
+
+    own = rollouts(teacher, 0)  # the teacher alone, from the start
+    out = {}
+    for k in args.handoff_turns:
+        eps = rollouts(student, k)
+        handed = [e for e in eps if e.num_turns > k]
+        left = bench.max_turns - k
+        out[f"k={k}"] = {
+            "episodes": len(eps), "ended_by_student": len(eps) - len(handed),
+            "teacher_success_from_student_state": round(sum(e.won for e in handed) / max(len(handed), 1), 3),
+            "teacher_score_from_student_state": round(sum(e.score for e in handed) / max(len(handed), 1), 3),
+            f"teacher_success_from_start_within_{left}_turns":
+                round(sum(e.won and e.num_turns <= left for e in own) / len(own), 3),
+        }
+    return out
 
 
 if __name__ == "__main__":

@@ -158,6 +158,35 @@ def test_same_seed_same_rollouts_other_seed_differs(setup):
     assert a.input_ids_B_T.shape != c.input_ids_B_T.shape or not torch.equal(a.input_ids_B_T, c.input_ids_B_T)
 
 
+def test_handoff_lets_another_model_act_from_turn_k(setup):
+    bench, tok, model = setup
+    other = build_tiny_model(ModelSpec(arch=ARCH), tok, seed=1)
+
+    def run(first, handoff=None):
+        return collect_rollouts(first, tok, bench, bench.tasks("train")[:4], samples_per_task=2, temperature=1.0,
+                                agent_cfg=CFG, seed=3, split="train", device="cpu", handoff=handoff)
+
+    def responses(batch):
+        return [[t.response for t in e.turns] for e in batch.episodes]
+
+    alone, other_alone = run(model), run(other)
+    assert responses(run(model, (0, other))) == responses(other_alone)
+    assert responses(run(model, (bench.max_turns, other))) == responses(alone)
+    mixed = run(model, (1, other))
+    assert [r[:1] for r in responses(mixed)] == [r[:1] for r in responses(alone)]  # turn 0: the first model's
+    assert responses(mixed) != responses(alone)
+    # each turn's recorded log-probs are those of the model that acted at that turn
+    with torch.no_grad():
+        lp_first = token_logprobs(model, mixed.input_ids_B_T, mixed.attention_mask_B_T)
+        lp_other = token_logprobs(other, mixed.input_ids_B_T, mixed.attention_mask_B_T)
+    turn_B = mixed.turn_index_B_T.max(-1).values
+    for row in range(mixed.input_ids_B_T.shape[0]):
+        m = mixed.loss_mask_B_T[row]
+        expected = (lp_first if turn_B[row] == 0 else lp_other)[row][m]
+        assert torch.allclose(expected, mixed.old_logprobs_B_T[row][m], atol=1e-4)
+    assert model.training == other.training
+
+
 def test_garbage_model_gives_invalid_steps_not_exceptions(setup):
     batch = _rollout(setup, samples=2, cfg=AgentConfig(max_new_tokens=4))  # too short to close a tag
     for ep in batch.episodes:

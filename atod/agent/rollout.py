@@ -255,6 +255,7 @@ def collect_rollouts(
     device: torch.device | str,
     progress: bool = False,
     max_turns: int | None = None,
+    handoff: tuple[int, PreTrainedModel] | None = None,
 ) -> RolloutBatch:
     """Run `samples_per_task` episodes of every task, all at once, and return them as a RolloutBatch.
 
@@ -262,17 +263,21 @@ def collect_rollouts(
     every unfinished episode renders its prompt, all prompts are sampled in one batched generation,
     each response's action is extracted and its env stepped; finished episodes drop out. `max_turns`
     (default: the benchmark's own limit) stops episodes early, e.g. for benchmarks of throughput.
+    `handoff=(k, other)` (diagnostics: can the teacher finish from the student's states?): from turn k
+    on, `other` (same tokenizer and device) acts instead of `model`; its log-probs are recorded then.
     Rows: one per (episode, turn), ordered by episode then turn, right-padded (see atod/types.py).
     Deterministic given `seed` (and device). `device` must be where `model` lives.
     """
     if samples_per_task < 1:
         raise ValueError(f"samples_per_task must be >= 1 (got {samples_per_task})")
-    if torch.device(device).type != model.device.type:
-        raise ValueError(f"model is on {model.device} but collect_rollouts was asked for device {device}")
+    actors = [model] if handoff is None else [model, handoff[1]]
+    for m in actors:
+        if torch.device(device).type != m.device.type:
+            raise ValueError(f"model is on {m.device} but collect_rollouts was asked for device {device}")
     name = benchmark.name
     stop_ids = stop_token_ids(tokenizer, stop_strings(name))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    max_positions = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    max_positions = min(getattr(m.config, "max_position_embeddings", None) or 1 << 30 for m in actors)
     max_prompt_tokens = min(agent_cfg.max_prompt_tokens, max_positions - agent_cfg.max_new_tokens)
     if max_prompt_tokens < 1:
         raise ValueError(f"the model has {max_positions} positions and agent.max_new_tokens is "
@@ -286,8 +291,9 @@ def collect_rollouts(
             env = benchmark.make_env()
             episodes.append(_Episode(env=env, task=task, group=g, sample=s, result=env.reset(task)))
 
-    was_training = model.training
-    model.eval()
+    was_training = [m.training for m in actors]
+    for m in actors:
+        m.eval()
     bar = tqdm(total=turn_limit, desc=f"rollout {name}", disable=not progress, leave=False)
     try:
         for turn in range(turn_limit):
@@ -300,8 +306,9 @@ def collect_rollouts(
                 for ep in live
             ]
             prompt_ids = [encode_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
+            acting = model if handoff is None or turn < handoff[0] else handoff[1]
             responses, logprobs = sample_responses(
-                model, prompt_ids, stop_ids=stop_ids, max_new_tokens=agent_cfg.max_new_tokens,
+                acting, prompt_ids, stop_ids=stop_ids, max_new_tokens=agent_cfg.max_new_tokens,
                 temperature=temperature, generator=generator, pad_id=pad_id)
             for ep, prompt, p_ids, r_ids, r_lp in zip(live, prompts, prompt_ids, responses, logprobs, strict=True):
                 text = tokenizer.decode(r_ids, skip_special_tokens=True)
@@ -322,7 +329,8 @@ def collect_rollouts(
             bar.set_postfix(live=sum(not ep.finished for ep in episodes))
     finally:
         bar.close()
-        model.train(was_training)
+        for m, training in zip(actors, was_training, strict=True):
+            m.train(training)
 
     records = []
     for ep in episodes:
