@@ -14,8 +14,8 @@ teacher on its own states. One JSON line per model.
 `--handoff-turns 2 4 8`: can the teacher finish what the student starts? For each student model and each
 k, episodes (at the first temperature) in which the student acts for k turns and the teacher from turn k
 on; reported: the episodes the student had already ended, and the teacher's success and score on the
-others, next to the teacher's own success within the same number of turns left (limit - k) from the
-task's start. A teacher that wins less from the student's turn-k states than from the start is a poor
+others (the episodes handed over), next to the teacher's own success, over all its episodes, within the
+same number of turns left (limit - k) from the task's start. A teacher that wins less from the student's turn-k states than from the start is a poor
 guide on the states on-policy distillation trains on.
 """
 
@@ -101,6 +101,7 @@ def main() -> None:
     _, tasks = split_validation(bench.tasks("train"), args.tasks or p.train.eval_tasks)
     tokenizer = load_tokenizer(args.teacher)
     teacher = load_model(args.teacher, p.models.teacher)
+    own = None
     for path in args.models:
         is_teacher = path.rstrip("/") == args.teacher.rstrip("/")
         spec = p.models.teacher if is_teacher else p.models.student
@@ -117,23 +118,26 @@ def main() -> None:
             if n == 0:
                 out[f"tokens at T={temp}"] = token_stats(model, teacher, batch, tokenizer)
         if args.handoff_turns and not is_teacher:
-            out["handoff"] = handoff_stats(model, teacher, tokenizer, bench, tasks, args, p.agent)
+            if own is None:  # the teacher alone, from the start, at the first temperature
+                own = handoff_rollouts(teacher, teacher, 0, tokenizer, bench, tasks, args, p.agent)
+            out["handoff"] = handoff_stats(model, teacher, own, tokenizer, bench, tasks, args, p.agent)
         print(json.dumps(out), flush=True)
 
 
-def handoff_stats(student, teacher, tokenizer, bench, tasks, args, agent_cfg) -> dict[str, dict[str, float]]:
-    """Per k in --handoff-turns: the student acts for k turns, then the teacher (see the module doc)."""
-    temp = args.temperatures[0]
+def handoff_rollouts(first, teacher, k, tokenizer, bench, tasks, args, agent_cfg):
+    """Episodes at the first temperature in which `first` acts for k turns, then the teacher."""
+    return collect_rollouts(first, tokenizer, bench, tasks, samples_per_task=args.samples,
+                            temperature=args.temperatures[0], agent_cfg=agent_cfg, seed=args.seed, split="train",
+                            device="cpu", handoff=(k, teacher)).episodes
 
-    def rollouts(first, k):
-        return collect_rollouts(first, tokenizer, bench, tasks, samples_per_task=args.samples, temperature=temp,
-                                agent_cfg=agent_cfg, seed=args.seed, split="train", device="cpu",
-                                handoff=(k, teacher)).episodes
 
-    own = rollouts(teacher, 0)  # the teacher alone, from the start
+def handoff_stats(student, teacher, own, tokenizer, bench, tasks, args, agent_cfg) -> dict[str, dict[str, float]]:
+    """Per k in --handoff-turns: the student acts for k turns, then the teacher (see the module doc);
+    `own`: the teacher's episodes alone. The rates from the student's states are over the episodes
+    handed over (those the student had not ended), the teacher's own over all of its episodes."""
     out = {}
     for k in args.handoff_turns:
-        eps = rollouts(student, k)
+        eps = handoff_rollouts(student, teacher, k, tokenizer, bench, tasks, args, agent_cfg)
         handed = [e for e in eps if e.num_turns > k]
         left = bench.max_turns - k
         out[f"k={k}"] = {

@@ -169,6 +169,7 @@ def test_handoff_lets_another_model_act_from_turn_k(setup):
     def responses(batch):
         return [[t.response for t in e.turns] for e in batch.episodes]
 
+    other.eval()  # each model's mode is restored afterwards
     alone, other_alone = run(model), run(other)
     assert responses(run(model, (0, other))) == responses(other_alone)
     assert responses(run(model, (bench.max_turns, other))) == responses(alone)
@@ -184,7 +185,7 @@ def test_handoff_lets_another_model_act_from_turn_k(setup):
         m = mixed.loss_mask_B_T[row]
         expected = (lp_first if turn_B[row] == 0 else lp_other)[row][m]
         assert torch.allclose(expected, mixed.old_logprobs_B_T[row][m], atol=1e-4)
-    assert model.training == other.training
+    assert model.training and not other.training
 
 
 def test_garbage_model_gives_invalid_steps_not_exceptions(setup):

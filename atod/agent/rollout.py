@@ -271,9 +271,10 @@ def collect_rollouts(
     if samples_per_task < 1:
         raise ValueError(f"samples_per_task must be >= 1 (got {samples_per_task})")
     actors = [model] if handoff is None else [model, handoff[1]]
-    for m in actors:
-        if torch.device(device).type != m.device.type:
-            raise ValueError(f"model is on {m.device} but collect_rollouts was asked for device {device}")
+    if torch.device(device).type != model.device.type:
+        raise ValueError(f"model is on {model.device} but collect_rollouts was asked for device {device}")
+    if handoff is not None and handoff[1].device != model.device:
+        raise ValueError(f"the hand-off model is on {handoff[1].device} but the first model on {model.device}")
     name = benchmark.name
     stop_ids = stop_token_ids(tokenizer, stop_strings(name))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
