@@ -15,8 +15,8 @@ teacher on its own states. One JSON line per model.
 k, episodes (at the first temperature) in which the student acts for k turns and the teacher from turn k
 on; reported: the episodes the student had already ended, and the teacher's success and score on the
 others (the episodes handed over), next to the teacher's own success, over all its episodes, within the
-same number of turns left (limit - k) from the task's start. A teacher that wins less from the student's turn-k states than from the start is a poor
-guide on the states on-policy distillation trains on.
+same number of turns left (limit - k) from the task's start. A teacher that wins less from the
+student's turn-k states than from the start is a poor guide on the states on-policy distillation trains on.
 """
 
 from __future__ import annotations
