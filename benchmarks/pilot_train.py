@@ -62,7 +62,7 @@ def main() -> None:
                              "models": p.models.model_copy(update={"torch_threads": args.threads})})
     bench = load_benchmark(args.benchmark, f"data/benchmarks/{args.benchmark}")
     tok = load_tokenizer(args.student)
-    eval_fn = make_validation_fn(p, bench, tok, "cpu")
+    eval_fn = make_validation_fn(p, bench, tok)
     t0 = time.time()
 
     def log(metrics: dict[str, float], step: int) -> None:

@@ -51,10 +51,10 @@ from tasks.stages.common import (
 )
 
 
-def make_validation_fn(params, benchmark, tokenizer, device) -> Callable[[Any, int], dict[str, float]]:
+def make_validation_fn(params, benchmark, tokenizer) -> Callable[[Any, int], dict[str, float]]:
     """eval_fn(model, step) for the trainer: success etc. on the validation slice of the train split
     (its last `train.eval_tasks` tasks, which training never samples: `atod.train.splits.split_validation`),
-    so best-checkpoint selection never looks at an evaluation split."""
+    so best-checkpoint selection never looks at an evaluation split. It plays on the model's own device."""
     from atod.eval.config import EvaluateConfig
     from atod.eval.evaluate import evaluate_policy
     from atod.train.splits import split_validation
@@ -64,8 +64,8 @@ def make_validation_fn(params, benchmark, tokenizer, device) -> Callable[[Any, i
     _, valid_tasks = split_validation(benchmark.tasks("train"), params.train.eval_tasks)
 
     def eval_fn(model, step: int) -> dict[str, float]:
-        result = evaluate_policy(model, tokenizer, benchmark, "train", cfg=cfg, agent=params.agent, device=device,
-                                 tasks=valid_tasks)
+        result = evaluate_policy(model, tokenizer, benchmark, "train", cfg=cfg, agent=params.agent,
+                                 device=model.device, tasks=valid_tasks)
         return {"success": result["success"]["mean"], "score": result["score"]["mean"],
                 "turns": result["turns"]["mean"], "invalid_rate": result["invalid_rate"]["mean"]}
 
@@ -155,17 +155,15 @@ def _train_run(params, root: Path, method: str, bench_name: str, seed: int, chil
     """The trainer on one run, in this process; under torchrun, in each of the run's processes (the
     trainer finds its place from the environment, and process 0 alone validates and logs)."""
     from atod.agent.models import load_tokenizer
-    from atod.train.distributed import process_device
     from atod.train.trainer import train as train_one
     from tasks import tracking
 
-    device, _ = process_device(params.models)
     tokenizer = load_tokenizer(root / SFT_DIR)
     bench = _load_benchmarks(root, [bench_name])[bench_name]
     return train_one(method, bench, student_dir=root / SFT_DIR, teacher_dir=root / TEACHER_DIR,
                      params=params, seed=seed, out_dir=work, resume=True,
                      log=lambda metrics, step: tracking.log_metrics(metrics, step=step, run_id=child_run_id),
-                     eval_fn=make_validation_fn(params, bench, tokenizer, device), progress=False)
+                     eval_fn=make_validation_fn(params, bench, tokenizer), progress=False)
 
 
 # what each process runs (a module run with -m would be imported twice: tasks.stages imports this one)
