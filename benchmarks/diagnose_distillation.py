@@ -117,6 +117,8 @@ def main() -> None:
                                 "turns": round(turns / len(eps), 1)}
             if n == 0:
                 out[f"tokens at T={temp}"] = token_stats(model, teacher, batch, tokenizer)
+                if is_teacher:  # the teacher alone from the start, which the hand-offs are compared with
+                    own = eps
         if args.handoff_turns and not is_teacher:
             if own is None:  # the teacher alone, from the start, at the first temperature
                 own = handoff_rollouts(teacher, teacher, 0, tokenizer, bench, tasks, args, p.agent)
