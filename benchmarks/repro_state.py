@@ -6,42 +6,50 @@ Its training runs and evaluations already resume from `.atod/resume/` (tasks/sta
 runs are reused, unfinished ones continue from their last checkpoint) as long as that directory is there.
 This keeps a copy of it under DVC, in the embedded remote (`dvc-store/`, committed with the code):
 
-    python benchmarks/repro_state.py save --clone /work/repro [--pgid PGID]
-    git add data/repro_state.dvc dvc-store && git commit -m "repro state"
+    python benchmarks/repro_state.py save --clone /work/repro --pgid PGID
+    git add data/repro_state.dvc data/.gitignore dvc-store && git commit -m "repro state"
     ...  (a new machine with this commit)
     python benchmarks/repro_state.py restore --clone /work/repro
-    cd /work/repro && bash scripts/run.sh repro
+    cd /work/repro && bash scripts/run.sh repro BENCH
 
 Run it from this checkout (its DVC project holds the copy); `--clone` is the checkout the reproduction
 runs in, pinned to one commit because a run's identity includes the code (its digest).
 
-`save` copies the clone's `.atod/resume/train/` and `.atod/resume/evaluate/` into `data/repro_state/`:
-every run's inputs.json, metrics.jsonl, summary.json (finished runs), final/ and best/, and of an
-unfinished run its last complete checkpoint (`checkpoint`, else `checkpoint.old`: the trainer's atomic
-swap leaves one of them complete at any moment; temporaries, whose names start with a dot, are skipped).
-`--pgid` pauses that process group (the running reproduction) during the copy so that no file changes
-under it. It records the clone's commit in `data/repro_state/COMMIT`, then `dvc add data/repro_state` and
-`dvc push --remote embedded` it. A run's files that did not change since the last save are stored once.
+`save` merges the clone's `.atod/resume/train/` and `.atod/resume/evaluate/` into `data/repro_state/`:
+of every run its inputs.json, metrics.jsonl, summary.json (once finished), final/ and best/, and of an
+unfinished run its last complete checkpoint (each model directory as the trainer's atomic swap left it
+complete: `X`, else `X.old`; temporaries are skipped). A run the copy already holds as far or further
+is kept, so a save from a clone that has less never loses saved work; runs of another commit are
+refused. `--pgid` (the process group of the running reproduction, e.g. from `ps -eo pid,pgid,cmd`)
+pauses it while the runs are copied, so that nothing changes under the copy; without it a run is
+copied again until a copy saw no change. It records the clone's commit in `data/repro_state/COMMIT`, then
+`dvc add data/repro_state` and `dvc push --remote embedded` it. A file that did not change since the
+last save is stored once; an unfinished run's checkpoint (about 11.5 MB in the default profile: the
+model and AdamW's two moments) is stored anew by every save, and what is committed stays in the git
+history: save once, at the end of a machine's time.
 
 `restore` pulls that copy, clones this repository at the recorded commit into `--clone` if it does not
-exist (and refuses a clone at another commit), and copies the runs into the clone's `.atod/resume/`. A
-run the clone already has with as many or more steps in its metrics.jsonl is left as it is.
+exist (and refuses a clone at another commit), and merges the runs into the clone's `.atod/resume/` by the
+same rule: a run the clone already has as far or further is left as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 STATE = Path("data/repro_state")
-PARTS = ("train", "evaluate")  # the subdirectories of .atod/resume/ that the reproduction needs
 COMPLETE_MARKER = "COMPLETE"  # atod.train.checkpoint.COMPLETE_MARKER (not imported: no torch needed here)
 RESUME = Path(".atod/resume")
+MODEL_DIRS = ("final", "best", "checkpoint")  # written by atomic swaps: X -> X.old, temporary -> X
+TRIES = 20  # attempts at a consistent copy of one run (see copy_consistent)
 
 
 def run_dirs(train_root: Path) -> list[Path]:
@@ -50,66 +58,98 @@ def run_dirs(train_root: Path) -> list[Path]:
     return sorted(p.parent for p in train_root.glob("*/*/*/seed*/inputs.json"))
 
 
-def _steps(run: Path) -> int:
-    """How many lines a run's metrics.jsonl has (0 without one): how far it got."""
-    path = run / "metrics.jsonl"
-    return sum(1 for _ in path.open()) if path.exists() else 0
-
-
-def _complete_checkpoint(run: Path) -> Path | None:
-    for name in ("checkpoint", "checkpoint.old"):
-        if (run / name / COMPLETE_MARKER).exists():
-            return run / name
+def complete_dir(run: Path, name: str) -> Path | None:
+    """`run/name` if it is complete, else `run/name.old` if that is (a swap interrupted between its two
+    renames leaves only the .old one), else None."""
+    for path in (run / name, run / f"{name}.old"):
+        if (path / COMPLETE_MARKER).exists():
+            return path
     return None
 
 
+def progress(run: Path) -> tuple[bool, int, int]:
+    """How far a run got, comparable between two copies of it: (finished, step of its complete checkpoint,
+    lines of its metrics.jsonl). metrics.jsonl runs ahead of the checkpoint between two checkpoints, so
+    the checkpoint's step decides before the line count."""
+    ckpt = complete_dir(run, "checkpoint")
+    step = json.loads((ckpt / "trainer_state.json").read_text())["step"] if ckpt is not None else 0
+    metrics = run / "metrics.jsonl"
+    lines = sum(1 for _ in metrics.open()) if metrics.exists() else 0
+    return (run / "summary.json").exists(), step, lines
+
+
+def consistent(run: Path) -> bool:
+    """Whether the run's files belong to one moment of it: a finished run always; an unfinished one unless
+    its best/ is newer than its checkpoint (the trainer writes best/ at step N just before the checkpoint
+    of step N: a copy between the two would pair a best model of step N with the state of step N - 10)."""
+    if (run / "summary.json").exists():
+        return True
+    best, ckpt = complete_dir(run, "best"), complete_dir(run, "checkpoint")
+    if best is None:
+        return True
+    return ckpt is not None and (best / COMPLETE_MARKER).stat().st_mtime <= (ckpt / COMPLETE_MARKER).stat().st_mtime
+
+
+def _signature(run: Path) -> tuple:
+    """What changes when the trainer writes anything that a copy takes: the run's files and the marker of
+    each model directory (a swap replaces the directory, so the marker's inode changes)."""
+    sig = []
+    for item in sorted(run.iterdir()):
+        for path in (item / COMPLETE_MARKER, item) if item.is_dir() else (item,):
+            if path.exists():
+                st = path.stat()
+                sig.append((str(path.relative_to(run)), st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(sig)
+
+
 def copy_run(src: Path, dst: Path) -> None:
-    """Copy one run directory: its files and final/, best/ as they are, its last complete checkpoint as
-    `checkpoint`; nothing whose name starts with a dot. Replaces `dst`."""
+    """Copy one run directory: its files, its complete final/ and best/, and, if it is unfinished, its last
+    complete checkpoint, each under its plain name; nothing whose name starts with a dot (the swaps'
+    temporaries) or ends in .tmp (those of metrics and JSON writes). Replaces `dst`."""
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
-    skip = {"checkpoint", "checkpoint.old"}
+    models = {*MODEL_DIRS, *(f"{name}.old" for name in MODEL_DIRS)}
     for item in sorted(src.iterdir()):
-        if item.name.startswith(".") or item.name in skip:
+        if item.name.startswith(".") or item.name.endswith(".tmp") or item.name in models or item.is_dir():
             continue
-        if item.is_dir():
-            shutil.copytree(item, dst / item.name, ignore=shutil.ignore_patterns(".*"))
-        else:
-            shutil.copy2(item, dst / item.name)
-    ckpt = _complete_checkpoint(src)
-    if ckpt is not None and not (src / "summary.json").exists():
-        shutil.copytree(ckpt, dst / "checkpoint", ignore=shutil.ignore_patterns(".*"))
+        shutil.copy2(item, dst / item.name)
+    finished = (src / "summary.json").exists()
+    for name in MODEL_DIRS:
+        found = complete_dir(src, name)
+        if found is not None and not (name == "checkpoint" and finished):
+            shutil.copytree(found, dst / name, ignore=shutil.ignore_patterns(".*"))
 
 
-def copy_state(resume: Path, state: Path) -> int:
-    """`.atod/resume/{train,evaluate}` -> `state/{train,evaluate}` (replacing what `state` had). Returns
-    the number of runs copied."""
-    for part in PARTS:
-        shutil.rmtree(state / part, ignore_errors=True)
-    runs = run_dirs(resume / "train")
-    for run in runs:
-        copy_run(run, state / "train" / run.relative_to(resume / "train"))
-    if (resume / "evaluate").is_dir():
-        shutil.copytree(resume / "evaluate", state / "evaluate", ignore=shutil.ignore_patterns(".*"))
-    return len(runs)
+def copy_consistent(src: Path, dst: Path, settle=None) -> None:
+    """copy_run, once the run is `consistent` and did not change while it was copied; between attempts
+    `settle()` (lets a paused job go on a moment) or a short wait."""
+    for _ in range(TRIES):
+        before = _signature(src)
+        if consistent(src):
+            copy_run(src, dst)
+            if _signature(src) == before:
+                return
+        settle() if settle is not None else time.sleep(2)
+    raise RuntimeError(f"{src} kept changing over {TRIES} attempts to copy it; pass --pgid of the job writing it")
 
 
-def restore_state(state: Path, resume: Path) -> tuple[int, int]:
-    """`state/{train,evaluate}` -> `.atod/resume/`, leaving a run the clone already has with as many or more
-    metrics lines as it is, and evaluation results it already has. Returns (runs copied, runs kept)."""
+def merge_runs(src: Path, dst: Path, settle=None) -> tuple[int, int]:
+    """Copy the runs and evaluations of one `.atod/resume/` tree (`src`) into another (`dst`): a run is
+    copied unless `dst` has it as far or further (`progress`), an evaluation result unless `dst` has it.
+    Neither direction ever replaces a run with a less advanced copy. Returns (runs copied, runs kept)."""
     copied = kept = 0
-    for run in run_dirs(state / "train"):
-        dst = resume / "train" / run.relative_to(state / "train")
-        if dst.exists() and _steps(dst) >= _steps(run):
+    for run in run_dirs(src / "train"):
+        target = dst / "train" / run.relative_to(src / "train")
+        if target.exists() and progress(target) >= progress(run):
             kept += 1
             continue
-        copy_run(run, dst)
+        copy_consistent(run, target, settle)
         copied += 1
-    if (state / "evaluate").is_dir():
-        for item in sorted((state / "evaluate").rglob("*")):
-            target = resume / "evaluate" / item.relative_to(state / "evaluate")
-            if item.is_file() and not target.exists():
+    if (src / "evaluate").is_dir():
+        for item in sorted((src / "evaluate").rglob("*")):
+            target = dst / "evaluate" / item.relative_to(src / "evaluate")
+            if item.is_file() and not item.name.startswith(".") and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(item, target)
     return copied, kept
@@ -129,19 +169,34 @@ def save(clone: Path, pgid: int | None) -> None:
     if not (resume / "train").is_dir():
         sys.exit(f"repro_state save: {resume / 'train'} does not exist: is {clone} the reproduction's checkout?")
     commit = _git_head(clone)
+    recorded = (STATE / "COMMIT").read_text().strip() if (STATE / "COMMIT").exists() else None
+    if recorded is not None and recorded != commit:
+        sys.exit(f"repro_state save: {clone} is at {commit[:10]}, the saved runs were made at {recorded[:10]}; "
+                 f"runs of two commits do not mix (a run's identity includes the code). To start over at "
+                 f"{commit[:10]}, remove the old state first: `git rm data/repro_state.dvc && rm -rf {STATE}`")
+    if pgid is not None and pgid == os.getpgrp():
+        sys.exit(f"repro_state save: --pgid {pgid} is this command's own process group")
     STATE.mkdir(parents=True, exist_ok=True)
+    settle = None
     if pgid is not None:
+        def settle():  # let the paused job finish what it is writing
+            os.killpg(pgid, signal.SIGCONT)
+            time.sleep(5)
+            os.killpg(pgid, signal.SIGSTOP)
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"repro_state save: terminated; process group {pgid} resumed"))
         os.killpg(pgid, signal.SIGSTOP)
     try:
-        n = copy_state(resume, STATE)
+        copied, kept = merge_runs(resume, STATE, settle)
     finally:
         if pgid is not None:
             os.killpg(pgid, signal.SIGCONT)
     (STATE / "COMMIT").write_text(commit + "\n")
     _dvc("add", "--quiet", str(STATE))
     _dvc("push", "--quiet", "--remote", "embedded", f"{STATE}.dvc")
-    print(f"saved {n} runs of {clone} (commit {commit[:10]}) into {STATE}; now commit them:\n"
-          f"    git add {STATE}.dvc dvc-store && git commit -m 'reproduction state'")
+    print(f"saved {copied} runs of {clone} (commit {commit[:10]}) into {STATE} (kept {kept} saved as far or "
+          f"further); now commit them:\n    git add {STATE}.dvc data/.gitignore dvc-store && git commit -m "
+          f"'reproduction state'")
 
 
 def restore(clone: Path) -> None:
@@ -156,7 +211,7 @@ def restore(clone: Path) -> None:
     if head != commit:
         sys.exit(f"repro_state restore: {clone} is at {head[:10]}, the saved runs were made at {commit[:10]} "
                  f"(a run's identity includes the code): `git -C {clone} checkout {commit[:10]}` or another --clone")
-    copied, kept = restore_state(STATE, clone / RESUME)
+    copied, kept = merge_runs(STATE, clone / RESUME)
     print(f"restored {copied} runs into {clone / RESUME} (kept {kept} the clone had as far or further); "
           f"continue with: cd {clone} && bash scripts/run.sh repro")
 

@@ -15,64 +15,107 @@ DIGEST = "0123abcd"
 
 
 def _run(resume: Path, method: str, seed: int, steps: int, done: bool) -> Path:
-    """A run directory as the train stage leaves it: finished (final/, best/, summary.json) or not (a
-    complete checkpoint, a stale checkpoint.old and a temporary from a write in progress)."""
+    """A run directory as the train stage leaves it: finished (final/, best/, summary.json) or not (best/,
+    a complete checkpoint of the last multiple of 10, a stale checkpoint.old and a temporary from a write
+    in progress, a metrics temporary)."""
     run = resume / "train" / DIGEST / method / "alfworld" / f"seed{seed}"
     run.mkdir(parents=True)
     (run / "inputs.json").write_text(json.dumps({"digest": DIGEST, "method": method, "seed": seed}))
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1}) + "\n" for i in range(steps)))
-    (run / "final").mkdir()
-    (run / "final" / "model.safetensors").write_bytes(os.urandom(64))
+    _model_dir(run / "best")
     if done:
-        (run / "best").mkdir()
-        (run / "best" / "model.safetensors").write_bytes(os.urandom(64))
+        _model_dir(run / "final")
         (run / "summary.json").write_text("{}")
     else:
-        for name, complete in (("checkpoint", True), ("checkpoint.old", False), (".tmp_ckpt", False)):
-            (run / name).mkdir()
-            (run / name / "optimizer.pt").write_bytes(os.urandom(64))
-            if complete:
-                (run / name / "COMPLETE").write_text("")
+        _model_dir(run / ".checkpoint.tmp-x", complete=False)
+        _model_dir(run / "checkpoint.old", complete=False)
+        _model_dir(run / "checkpoint", step=steps // 10 * 10)
+        (run / "metrics.jsonl.tmp").write_text("")
     return run
+
+
+def _model_dir(path: Path, complete: bool = True, step: int = 0) -> None:
+    path.mkdir()
+    (path / "model.safetensors").write_bytes(os.urandom(64))
+    (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+    if complete:
+        (path / "COMPLETE").write_text("ok")
 
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_copy_and_restore_keep_what_resuming_needs(tmp_path):
+def _run_files(root: Path, method: str) -> dict[str, bytes]:
+    return _files(root / "train" / DIGEST / method / "alfworld" / "seed0")
+
+
+def test_merge_copies_what_resuming_needs_and_never_goes_back(tmp_path):
     mod = load_script("repro_state")
     resume = tmp_path / "clone" / ".atod" / "resume"
-    done, running = _run(resume, "grpo", 0, 90, True), _run(resume, "opd", 0, 37, False)
+    done, running = _run(resume, "grpo", 0, 99, True), _run(resume, "opd", 0, 37, False)
     (resume / "evaluate").mkdir()
     (resume / "evaluate" / "abc.json").write_text("{}")
     state = tmp_path / "state"
-    assert mod.copy_state(resume, state) == 2
+    assert mod.merge_runs(resume, state) == (2, 0)
 
-    copied = _files(state / "train" / DIGEST)
-    assert _files(done) == {k.removeprefix("grpo/alfworld/seed0/"): v for k, v in copied.items()
-                            if k.startswith("grpo/")}
-    opd = {k.removeprefix("opd/alfworld/seed0/"): v for k, v in copied.items() if k.startswith("opd/")}
-    # the complete checkpoint only: not the stale .old, not the temporary
-    assert sorted(opd) == ["checkpoint/COMPLETE", "checkpoint/optimizer.pt", "final/model.safetensors",
+    assert _run_files(state, "grpo") == _files(done)
+    opd = _run_files(state, "opd")
+    # the complete checkpoint only: not the stale .old, not the temporaries
+    assert sorted(opd) == ["best/COMPLETE", "best/model.safetensors", "best/trainer_state.json",
+                           "checkpoint/COMPLETE", "checkpoint/model.safetensors", "checkpoint/trainer_state.json",
                            "inputs.json", "metrics.jsonl"]
-    assert opd["checkpoint/optimizer.pt"] == (running / "checkpoint" / "optimizer.pt").read_bytes()
+    assert opd["checkpoint/model.safetensors"] == (running / "checkpoint" / "model.safetensors").read_bytes()
     assert (state / "evaluate" / "abc.json").exists()
 
     fresh = tmp_path / "fresh" / ".atod" / "resume"
-    assert mod.restore_state(state, fresh) == (2, 0)
-    assert _files(fresh / "train") == _files(state / "train")
-    assert (fresh / "evaluate" / "abc.json").exists()
+    assert mod.merge_runs(state, fresh) == (2, 0)
+    assert _files(fresh) == _files(state)
 
-    # a run the clone has further than the copy is kept; one it has less far is replaced
-    (fresh / "train" / DIGEST / "opd" / "alfworld" / "seed0" / "metrics.jsonl").write_text('{"step": 1}\n' * 40)
-    (fresh / "train" / DIGEST / "grpo" / "alfworld" / "seed0" / "metrics.jsonl").write_text('{"step": 1}\n')
-    assert mod.restore_state(state, fresh) == (1, 1)
-    assert _steps(fresh, "opd") == 40 and _steps(fresh, "grpo") == 90
+    # a run the destination has further (a later checkpoint) is kept; one it has less far is replaced
+    shutil.rmtree(fresh / "train" / DIGEST / "opd")
+    _run(fresh, "opd", 0, 41, False)
+    (fresh / "train" / DIGEST / "grpo" / "alfworld" / "seed0" / "summary.json").unlink()
+    assert mod.merge_runs(state, fresh) == (1, 1)
+    assert mod.progress(fresh / "train" / DIGEST / "opd" / "alfworld" / "seed0") == (False, 40, 41)
+    assert mod.progress(fresh / "train" / DIGEST / "grpo" / "alfworld" / "seed0") == (True, 0, 99)
 
 
-def _steps(resume: Path, method: str) -> int:
-    return len((resume / "train" / DIGEST / method / "alfworld" / "seed0" / "metrics.jsonl").read_text().splitlines())
+def test_progress_ranks_a_finished_run_and_a_later_checkpoint_first(tmp_path):
+    """As many metrics lines do not make two copies equal: a finished run beats one killed after its last
+    step's lines but before its checkpoint, and a later checkpoint beats more lines."""
+    mod = load_script("repro_state")
+    finished = _run(tmp_path / "a", "grpo", 0, 99, True)
+    killed = _run(tmp_path / "b", "grpo", 0, 99, False)
+    shutil.rmtree(killed / "checkpoint")
+    _model_dir(killed / "checkpoint", step=80)
+    assert mod.progress(finished) > mod.progress(killed)
+    ahead = _run(tmp_path / "c", "grpo", 0, 95, False)  # checkpoint 90, 95 lines
+    behind = _run(tmp_path / "d", "grpo", 0, 89, False)
+    (behind / "metrics.jsonl").write_text("{}\n" * 97)  # checkpoint 80, more lines
+    assert mod.progress(ahead) > mod.progress(behind)
+
+
+def test_an_interrupted_swap_and_a_best_newer_than_the_checkpoint(tmp_path):
+    mod = load_script("repro_state")
+    run = _run(tmp_path / "r", "opd", 0, 30, False)
+    # killed between the two renames of a checkpoint swap: only checkpoint.old is complete
+    shutil.rmtree(run / "checkpoint.old")
+    (run / "checkpoint").rename(run / "checkpoint.old")
+    mod.copy_run(run, tmp_path / "copy")
+    assert (tmp_path / "copy" / "checkpoint" / "COMPLETE").exists() and not (tmp_path / "copy" / "checkpoint.old").exists()
+    assert mod.progress(tmp_path / "copy")[1] == 30
+    # best/ written for step 40, its checkpoint not yet: not a consistent moment of the run
+    os.utime(run / "checkpoint.old" / "COMPLETE", (1, 1))
+    assert not mod.consistent(run)
+    settled = []
+
+    def settle():  # what the paused job would do next: write the checkpoint
+        settled.append(1)
+        os.utime(run / "checkpoint.old" / "COMPLETE")
+
+    mod.copy_consistent(run, tmp_path / "copy2", settle)
+    assert settled and mod.consistent(run) and (tmp_path / "copy2" / "checkpoint" / "COMPLETE").exists()
 
 
 def _git(*args, cwd):
@@ -121,3 +164,6 @@ def test_save_then_restore_into_a_new_clone_through_dvc(tmp_path):
     _git("commit", "-q", "--allow-empty", "-m", "later", cwd=new)
     again = _script("restore", new, project)
     assert again.returncode != 0 and "the saved runs were made at" in again.stderr
+    # and so is a save from it: runs of two commits do not mix
+    refused = _script("save", new, project)
+    assert refused.returncode != 0 and "runs of two commits do not mix" in refused.stderr
