@@ -134,17 +134,19 @@ def copy_consistent(src: Path, dst: Path, settle=None) -> None:
     raise RuntimeError(f"{src} kept changing over {TRIES} attempts to copy it; pass --pgid of the job writing it")
 
 
-def merge_runs(src: Path, dst: Path, settle=None) -> tuple[int, int]:
+def merge_runs(src: Path, dst: Path, settle=None, live: bool = True) -> tuple[int, int]:
     """Copy the runs and evaluations of one `.atod/resume/` tree (`src`) into another (`dst`): a run is
     copied unless `dst` has it as far or further (`progress`), an evaluation result unless `dst` has it.
-    Neither direction ever replaces a run with a less advanced copy. Returns (runs copied, runs kept)."""
+    Neither direction ever replaces a run with a less advanced copy. `live=False` (the saved copy, which
+    nothing writes, and whose file times are those of `dvc pull`) copies without `copy_consistent`'s
+    checks. Returns (runs copied, runs kept)."""
     copied = kept = 0
     for run in run_dirs(src / "train"):
         target = dst / "train" / run.relative_to(src / "train")
         if target.exists() and progress(target) >= progress(run):
             kept += 1
             continue
-        copy_consistent(run, target, settle)
+        copy_consistent(run, target, settle) if live else copy_run(run, target)
         copied += 1
     if (src / "evaluate").is_dir():
         for item in sorted((src / "evaluate").rglob("*")):
@@ -211,9 +213,9 @@ def restore(clone: Path) -> None:
     if head != commit:
         sys.exit(f"repro_state restore: {clone} is at {head[:10]}, the saved runs were made at {commit[:10]} "
                  f"(a run's identity includes the code): `git -C {clone} checkout {commit[:10]}` or another --clone")
-    copied, kept = merge_runs(STATE, clone / RESUME)
+    copied, kept = merge_runs(STATE, clone / RESUME, live=False)
     print(f"restored {copied} runs into {clone / RESUME} (kept {kept} the clone had as far or further); "
-          f"continue with: cd {clone} && bash scripts/run.sh repro")
+          f"continue with: cd {clone} && bash scripts/run.sh repro BENCH (the benchmark under way)")
 
 
 def main(argv: list[str] | None = None) -> None:
