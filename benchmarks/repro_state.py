@@ -45,8 +45,9 @@ import sys
 import time
 from pathlib import Path
 
+from atod.train.complete import COMPLETE_MARKER, complete_dir
+
 STATE = Path("data/repro_state")
-COMPLETE_MARKER = "COMPLETE"  # atod.train.checkpoint.COMPLETE_MARKER (not imported: no torch needed here)
 RESUME = Path(".atod/resume")
 MODEL_DIRS = ("final", "best", "checkpoint")  # written by atomic swaps: X -> X.old, temporary -> X
 TRIES = 20  # attempts at a consistent copy of one run (see copy_consistent)
@@ -58,20 +59,16 @@ def run_dirs(train_root: Path) -> list[Path]:
     return sorted(p.parent for p in train_root.glob("*/*/*/seed*/inputs.json"))
 
 
-def complete_dir(run: Path, name: str) -> Path | None:
-    """`run/name` if it is complete, else `run/name.old` if that is (a swap interrupted between its two
-    renames leaves only the .old one), else None."""
-    for path in (run / name, run / f"{name}.old"):
-        if (path / COMPLETE_MARKER).exists():
-            return path
-    return None
+def run_checkpoint(run: Path) -> Path | None:
+    """The run's last complete checkpoint (as atod.train.checkpoint.find_checkpoint finds it)."""
+    return complete_dir(run / "checkpoint", "trainer_state.json")
 
 
 def progress(run: Path) -> tuple[bool, int, int]:
     """How far a run got, comparable between two copies of it: (finished, step of its complete checkpoint,
     lines of its metrics.jsonl). metrics.jsonl runs ahead of the checkpoint between two checkpoints, so
     the checkpoint's step decides before the line count."""
-    ckpt = complete_dir(run, "checkpoint")
+    ckpt = run_checkpoint(run)
     step = json.loads((ckpt / "trainer_state.json").read_text())["step"] if ckpt is not None else 0
     metrics = run / "metrics.jsonl"
     lines = sum(1 for _ in metrics.open()) if metrics.exists() else 0
@@ -84,7 +81,7 @@ def consistent(run: Path) -> bool:
     of step N: a copy between the two would pair a best model of step N with the state of step N - 10)."""
     if (run / "summary.json").exists():
         return True
-    best, ckpt = complete_dir(run, "best"), complete_dir(run, "checkpoint")
+    best, ckpt = complete_dir(run / "best"), run_checkpoint(run)
     if best is None:
         return True
     return ckpt is not None and (best / COMPLETE_MARKER).stat().st_mtime <= (ckpt / COMPLETE_MARKER).stat().st_mtime
@@ -116,7 +113,7 @@ def copy_run(src: Path, dst: Path) -> None:
         shutil.copy2(item, dst / item.name)
     finished = (src / "summary.json").exists()
     for name in MODEL_DIRS:
-        found = complete_dir(src, name)
+        found = run_checkpoint(src) if name == "checkpoint" else complete_dir(src / name)
         if found is not None and not (name == "checkpoint" and finished):
             shutil.copytree(found, dst / name, ignore=shutil.ignore_patterns(".*"))
 

@@ -73,8 +73,11 @@ def test_save_load_round_trip_and_determinism(tok, tmp_path):
 
 
 def test_too_small_vocab_is_a_clear_error():
-    with pytest.raises(ValueError, match="vocab_size=64 is too small"):
-        build_tokenizer(TEXTS, TokenizerSpec(vocab_size=64))
+    # 111 = 97 byte-level ASCII symbols + 4 special + 10 tag tokens: a vocabulary of 112 learns one piece
+    with pytest.raises(ValueError, match="111 leaves no room for a learnt piece"):
+        TokenizerSpec(vocab_size=111)
+    tok = build_tokenizer(TEXTS, TokenizerSpec(vocab_size=112))
+    assert len(tok.get_vocab()) == 112
 
 
 def _benchmarks():

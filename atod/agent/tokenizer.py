@@ -27,13 +27,8 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import PreTrainedTokenizerFast
 
 from atod.agent.config import TokenizerSpec
+from atod.agent.vocab import BOS, EOS, PAD, SPECIAL_TOKENS, TAG_TOKENS, UNK, ascii_alphabet
 
-PAD, UNK, BOS, EOS = "<|pad|>", "<|unk|>", "<|im_start|>", "<|im_end|>"
-SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
-TAG_TOKENS = (
-    "<action>", "</action>", "<think>", "</think>", "<search>", "</search>",
-    "<answer>", "</answer>", "<information>", "</information>",
-)
 NUMBER = re.compile(r"\b\d{3,4}\b")  # what `whole_numbers` keeps whole: Search-QA's years
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -41,22 +36,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-def _ascii_alphabet() -> list[str]:
-    """The byte-level symbols of printable ASCII plus tab and newline."""
-    # GPT-2's byte -> unicode table (what the ByteLevel pre-tokenizer uses).
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = {b: chr(c) for b, c in zip(bs, cs, strict=True)}
-    wanted = list(range(32, 127)) + [ord("\t"), ord("\n")]
-    return [table[b] for b in wanted]
 
 
 def _prompt_boilerplate() -> list[str]:
@@ -86,11 +65,7 @@ def build_tokenizer(texts: Iterable[str], spec: TokenizerSpec,
     `spec.whole_numbers` adds every 3-4 digit number of `texts` (Search-QA's years) to those terms.
     `spec.split_digits` makes every digit its own piece (as Qwen's and Llama's tokenizers do), so a
     number is copied digit by digit with the same tokens wherever it appears."""
-    alphabet = _ascii_alphabet()
-    floor = len(alphabet) + len(SPECIAL_TOKENS) + len(TAG_TOKENS)
-    if spec.vocab_size <= floor:
-        raise ValueError(f"models.tokenizer.vocab_size={spec.vocab_size} is too small: the byte alphabet, "
-                         f"special and tag tokens alone take {floor}; use at least {floor + 64}")
+    alphabet = ascii_alphabet()  # spec.vocab_size is above these and the special and tag tokens (VOCAB_FLOOR)
     tok = Tokenizer(models.BPE(unk_token=UNK))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
     # Digits after the byte-level split, so the prefix space stays its own piece (` 1097` -> `Ġ` 1 0 9 7).

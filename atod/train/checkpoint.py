@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from atod.agent.models import quiet_hf_progress
-
-COMPLETE_MARKER = "COMPLETE"
+from atod.train.complete import COMPLETE_MARKER, complete_dir
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -107,11 +106,7 @@ def atomic_write_dir(target: Path, write_fn) -> None:
 
 def find_checkpoint(target: Path) -> Path | None:
     """The last complete checkpoint directory at `target` (or its `.old` twin), None if there is none."""
-    target = Path(target)
-    for candidate in (target, target.with_name(target.name + ".old")):
-        if (candidate / COMPLETE_MARKER).is_file() and (candidate / "trainer_state.json").is_file():
-            return candidate
-    return None
+    return complete_dir(target, "trainer_state.json")
 
 
 def save_checkpoint(
