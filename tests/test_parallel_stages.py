@@ -289,3 +289,20 @@ def test_train_stage_with_data_parallel_processes(project, monkeypatch):
     assert again == summary
     reused = load_file(run_dir(project, *job) / "final" / "model.safetensors")
     assert all(torch.equal(reused[n], w) for n, w in weights.items())
+
+
+def test_data_parallel_failure_names_the_process_error(tmp_path):
+    """A run whose processes fail (here: no SFT student under the project root) is reported with what the
+    first failing process raised, not only torchrun's exit code; the error files stay in the work dir."""
+    from tasks.stages.train import _launch_processes
+
+    p = params(1, methods=["atod"], seeds=[0], processes_per_run=2)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".error.5.json").write_text('{"rank": 5, "error": "stale"}')  # from an earlier launch: dropped
+    with pytest.raises(RuntimeError) as exc:
+        _launch_processes(p, tmp_path, "atod", "searchqa", 0, "no-run", work)
+    message = str(exc.value)
+    assert "training run atod / searchqa / seed 0: its 2 data-parallel processes (torchrun) exited with code" in message
+    assert "failed first" in message and str(tmp_path / SFT_DIR) in message and "stale" not in message
+    assert sorted(path.name for path in work.glob(".error.*.json")) == [".error.0.json", ".error.1.json"]

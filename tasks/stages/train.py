@@ -189,6 +189,8 @@ def _launch_processes(params, root: Path, method: str, bench_name: str, seed: in
     threads = worker_threads(params.models.torch_threads, params.train.parallel_runs * n)
     spec, result = work / ".launch.json", work / ".result.json"
     result.unlink(missing_ok=True)
+    for stale in work.glob(".error.*.json"):
+        stale.unlink()
     write_json(spec, {"params": params.model_dump(mode="json"), "root": str(root), "method": method,
                       "benchmark": bench_name, "seed": seed, "child_run_id": child_run_id, "work": str(work),
                       "threads": threads, "result": str(result)})
@@ -210,9 +212,21 @@ def _launch_processes(params, root: Path, method: str, bench_name: str, seed: in
     summary = read_json(result)
     if rc != 0 or not isinstance(summary, dict):
         raise RuntimeError(f"training run {method} / {bench_name} / seed {seed}: its {n} data-parallel processes "
-                           f"(torchrun) exited with code {rc}{'' if rc else ' without a result'}; their output is "
-                           f"above. A rerun resumes from the run's last checkpoint in {work}")
+                           f"(torchrun) exited with code {rc}{'' if rc else ' without a result'}"
+                           f"{_first_process_error(work)}; their output is above. A rerun resumes from the "
+                           f"run's last checkpoint in {work}")
     return summary
+
+
+def _first_process_error(work: Path) -> str:
+    """What the first process to fail raised (`process_main` writes work/.error.RANK.json), as a clause of
+    the launcher's error; the others usually fail because of it (a collective with a missing peer)."""
+    errors = sorted(work.glob(".error.*.json"), key=lambda path: path.stat().st_mtime_ns)
+    if not errors:
+        return ""
+    first = read_json(errors[0]) or {"rank": errors[0].name.split(".")[2], "error": "an unreadable error file"}
+    others = f" ({len(errors) - 1} more failed after it)" if len(errors) > 1 else ""
+    return f"; process {first['rank']} failed first{others} with {first['error']}"
 
 
 def process_main(spec_path: str) -> None:
@@ -225,13 +239,17 @@ def process_main(spec_path: str) -> None:
     if spec["threads"] > 0:
         torch.set_num_threads(spec["threads"])
     params = Params.model_validate(spec["params"])
+    rank = int(os.environ.get("RANK", "0"))
     try:
         result = _train_run(params, Path(spec["root"]), spec["method"], spec["benchmark"], spec["seed"],
                             spec["child_run_id"], Path(spec["work"]))
+    except Exception as exc:  # for the launcher's error message (torchrun reports only exit codes)
+        write_json(Path(spec["work"]) / f".error.{rank}.json", {"rank": rank, "error": f"{type(exc).__name__}: {exc}"})
+        raise
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank == 0:
         write_json(Path(spec["result"]), result)
 
 
