@@ -45,6 +45,8 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # atod, also without the editable install
+
 from atod.train.complete import COMPLETE_MARKER, complete_dir
 
 STATE = Path("data/repro_state")

@@ -74,10 +74,11 @@ def test_save_load_round_trip_and_determinism(tok, tmp_path):
 
 def test_too_small_vocab_is_a_clear_error():
     # 111 = 97 byte-level ASCII symbols + 4 special + 10 tag tokens: a vocabulary of 112 learns one piece
-    with pytest.raises(ValueError, match="111 leaves no room for a learnt piece"):
+    with pytest.raises(ValueError, match="vocab_size 111 leaves no room for a learnt piece"):
         TokenizerSpec(vocab_size=111)
     tok = build_tokenizer(TEXTS, TokenizerSpec(vocab_size=112))
     assert len(tok.get_vocab()) == 112
+    assert TokenizerSpec(source="pretrained", vocab_size=64).vocab_size == 64  # ignored for a pretrained one
 
 
 def _benchmarks():

@@ -67,7 +67,7 @@ def _bad(raw, path, value):
         # data-parallel processes share a step's tasks equally (params.yaml has tasks_per_step 2)
         ("train.processes_per_run", 3, ["train", "tasks_per_step (2) must be a multiple of processes_per_run (3)"]),
         ("models.student.source", "pretrained", ["models.student", "name_or_path"]),
-        ("models.tokenizer.vocab_size", 100, ["models.tokenizer.vocab_size", "the byte-level ASCII alphabet",
+        ("models.tokenizer.vocab_size", 100, ["models.tokenizer", "vocab_size 100", "byte-level ASCII alphabet",
                                               "use at least 175"]),
         ("models.student.arch.num_heads", 5, ["hidden_size", "num_heads"]),
         ("agent.eval_temperature", -1, ["agent.eval_temperature", "greater than 0"]),

@@ -304,5 +304,7 @@ def test_data_parallel_failure_names_the_process_error(tmp_path):
         _launch_processes(p, tmp_path, "atod", "searchqa", 0, "no-run", work)
     message = str(exc.value)
     assert "training run atod / searchqa / seed 0: its 2 data-parallel processes (torchrun) exited with code" in message
-    assert "failed first" in message and str(tmp_path / SFT_DIR) in message and "stale" not in message
-    assert sorted(path.name for path in work.glob(".error.*.json")) == [".error.0.json", ".error.1.json"]
+    assert "first error a process recorded" in message and str(tmp_path / SFT_DIR) in message
+    assert "stale" not in message
+    # torchrun stops the other process once one fails: it may not get to record its own error
+    assert {path.name for path in work.glob(".error.*.json")} <= {".error.0.json", ".error.1.json"}

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from atod.agent.vocab import SPECIAL_TOKENS, TAG_TOKENS, VOCAB_FLOOR
 from atod.configbase import Section
@@ -50,7 +50,7 @@ class TokenizerSpec(Section):
     embedded-only fields, `vocab_size` and `min_frequency` included, are then ignored)."""
 
     source: Literal["embedded", "pretrained"] = "embedded"
-    vocab_size: int = Field(2048, le=262144)
+    vocab_size: int = Field(2048, ge=1, le=262144)
     min_frequency: int = Field(1, ge=1)
     whole_terms: bool = Field(False, description=(
         "embedded only: add each benchmark's copy_terms (WebShop product ids, Search-QA name words) as "
@@ -62,14 +62,13 @@ class TokenizerSpec(Section):
         "embedded only: every 3-4 digit number in the benchmarks' texts (Search-QA's years) one token, "
         "so a year is copied like a whole-term name"))
 
-    @field_validator("vocab_size")
-    @classmethod
-    def _above_the_fixed_tokens(cls, value: int) -> int:
-        if value <= VOCAB_FLOOR:
-            raise ValueError(f"{value} leaves no room for a learnt piece: the byte-level ASCII alphabet, the "
-                             f"{len(SPECIAL_TOKENS)} special and {len(TAG_TOKENS)} tag tokens alone take "
-                             f"{VOCAB_FLOOR}; use at least {VOCAB_FLOOR + 64}")
-        return value
+    @model_validator(mode="after")
+    def _room_above_the_fixed_tokens(self):
+        if self.source == "embedded" and self.vocab_size <= VOCAB_FLOOR:
+            raise ValueError(f"vocab_size {self.vocab_size} leaves no room for a learnt piece: the byte-level "
+                             f"ASCII alphabet, the {len(SPECIAL_TOKENS)} special and {len(TAG_TOKENS)} tag tokens "
+                             f"alone take {VOCAB_FLOOR}; use at least {VOCAB_FLOOR + 64}")
+        return self
 
     @model_validator(mode="after")
     def _one_number_rule(self):

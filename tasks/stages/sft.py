@@ -44,7 +44,7 @@ _ROLES = {"teacher": (0, TEACHER_DIR), "student": (1, SFT_DIR)}
 # The code a warm-up executes (dvc.yaml lists the same as the stages' deps).
 WARMUP_CODE = ("tasks/stages/common.py", "tasks/stages/sft.py", "atod/config.py", "atod/envs", "atod/agent",
                "atod/train/sft.py", "atod/train/relabel.py", "atod/train/splits.py", "atod/train/config.py",
-               "atod/train/checkpoint.py")
+               "atod/train/checkpoint.py", "atod/train/complete.py")
 
 
 def warmup_inputs_digest(params, root: Path, role: str) -> str:

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -219,14 +220,15 @@ def _launch_processes(params, root: Path, method: str, bench_name: str, seed: in
 
 
 def _first_process_error(work: Path) -> str:
-    """What the first process to fail raised (`process_main` writes work/.error.RANK.json), as a clause of
-    the launcher's error; the others usually fail because of it (a collective with a missing peer)."""
-    errors = sorted(work.glob(".error.*.json"), key=lambda path: path.stat().st_mtime_ns)
+    """The earliest exception a process recorded (`process_main` writes work/.error.RANK.json), as a clause
+    of the launcher's error: the others usually fail because of it (a collective with a missing peer). A
+    process killed by a signal (out of memory, a crash) records nothing."""
+    errors = [e for e in map(read_json, work.glob(".error.*.json")) if isinstance(e, dict)]
     if not errors:
         return ""
-    first = read_json(errors[0]) or {"rank": errors[0].name.split(".")[2], "error": "an unreadable error file"}
-    others = f" ({len(errors) - 1} more failed after it)" if len(errors) > 1 else ""
-    return f"; process {first['rank']} failed first{others} with {first['error']}"
+    first = min(errors, key=lambda e: e["time_ns"])
+    others = f" ({len(errors) - 1} other process(es) recorded one later)" if len(errors) > 1 else ""
+    return f"; the first error a process recorded was process {first['rank']}'s{others}: {first['error']}"
 
 
 def process_main(spec_path: str) -> None:
@@ -236,15 +238,16 @@ def process_main(spec_path: str) -> None:
     from atod.config import Params
 
     spec = json.loads(Path(spec_path).read_text())
-    if spec["threads"] > 0:
-        torch.set_num_threads(spec["threads"])
-    params = Params.model_validate(spec["params"])
     rank = int(os.environ.get("RANK", "0"))
     try:
+        if spec["threads"] > 0:
+            torch.set_num_threads(spec["threads"])
+        params = Params.model_validate(spec["params"])
         result = _train_run(params, Path(spec["root"]), spec["method"], spec["benchmark"], spec["seed"],
                             spec["child_run_id"], Path(spec["work"]))
     except Exception as exc:  # for the launcher's error message (torchrun reports only exit codes)
-        write_json(Path(spec["work"]) / f".error.{rank}.json", {"rank": rank, "error": f"{type(exc).__name__}: {exc}"})
+        write_json(Path(spec["work"]) / f".error.{rank}.json",
+                   {"rank": rank, "time_ns": time.time_ns(), "error": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
         if torch.distributed.is_initialized():
