@@ -186,6 +186,12 @@ def test_handoff_lets_another_model_act_from_turn_k(setup):
         expected = (lp_first if turn_B[row] == 0 else lp_other)[row][m]
         assert torch.allclose(expected, mixed.old_logprobs_B_T[row][m], atol=1e-4)
     assert model.training and not other.training
+    # each model's prompts are cut to its own context: a hand-off model with fewer positions (prompts of
+    # at most 20 tokens here) leaves the first model's turns as they are alone
+    short = build_tiny_model(ModelSpec(arch=ARCH.model_copy(update={"max_position_embeddings": 32})), tok, seed=1)
+    assert max(len(e.turns) for e in alone.episodes) > 1
+    assert responses(run(model, (bench.max_turns, short))) == responses(alone)
+    assert responses(run(model, (0, short))) == responses(run(short))
 
 
 def test_garbage_model_gives_invalid_steps_not_exceptions(setup):

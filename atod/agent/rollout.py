@@ -278,11 +278,13 @@ def collect_rollouts(
     name = benchmark.name
     stop_ids = stop_token_ids(tokenizer, stop_strings(name))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    max_positions = min(getattr(m.config, "max_position_embeddings", None) or 1 << 30 for m in actors)
-    max_prompt_tokens = min(agent_cfg.max_prompt_tokens, max_positions - agent_cfg.max_new_tokens)
-    if max_prompt_tokens < 1:
-        raise ValueError(f"the model has {max_positions} positions and agent.max_new_tokens is "
-                         f"{agent_cfg.max_new_tokens}: no room is left for the prompt")
+    prompt_limit = {}  # per actor: a hand-off model with a longer context still sees its full prompt
+    for m in actors:
+        max_positions = getattr(m.config, "max_position_embeddings", None) or 1 << 30
+        prompt_limit[id(m)] = min(agent_cfg.max_prompt_tokens, max_positions - agent_cfg.max_new_tokens)
+        if prompt_limit[id(m)] < 1:
+            raise ValueError(f"the model has {max_positions} positions and agent.max_new_tokens is "
+                             f"{agent_cfg.max_new_tokens}: no room is left for the prompt")
     turn_limit = benchmark.max_turns if max_turns is None else max_turns
     generator = torch.Generator(device=model.device).manual_seed(seed)
 
@@ -306,8 +308,8 @@ def collect_rollouts(
                               step=turn, history_length=agent_cfg.history_length, think=agent_cfg.think)
                 for ep in live
             ]
-            prompt_ids = [encode_prompt(tokenizer, p, max_prompt_tokens) for p in prompts]
             acting = model if handoff is None or turn < handoff[0] else handoff[1]
+            prompt_ids = [encode_prompt(tokenizer, p, prompt_limit[id(acting)]) for p in prompts]
             responses, logprobs = sample_responses(
                 acting, prompt_ids, stop_ids=stop_ids, max_new_tokens=agent_cfg.max_new_tokens,
                 temperature=temperature, generator=generator, pad_id=pad_id)
