@@ -51,7 +51,6 @@ from atod.train.complete import COMPLETE_MARKER, complete_dir
 
 STATE = Path("data/repro_state")
 RESUME = Path(".atod/resume")
-MODEL_DIRS = ("final", "best", "checkpoint")  # written by atomic swaps: X -> X.old, temporary -> X
 TRIES = 20  # attempts at a consistent copy of one run (see copy_consistent)
 
 
@@ -108,15 +107,15 @@ def copy_run(src: Path, dst: Path) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
-    models = {*MODEL_DIRS, *(f"{name}.old" for name in MODEL_DIRS)}
     for item in sorted(src.iterdir()):
-        if item.name.startswith(".") or item.name.endswith(".tmp") or item.name in models or item.is_dir():
+        if item.name.startswith(".") or item.name.endswith(".tmp") or item.is_dir():
             continue
         shutil.copy2(item, dst / item.name)
-    finished = (src / "summary.json").exists()
-    for name in MODEL_DIRS:
-        found = run_checkpoint(src) if name == "checkpoint" else complete_dir(src / name)
-        if found is not None and not (name == "checkpoint" and finished):
+    models = {name: complete_dir(src / name) for name in ("final", "best")}
+    if not (src / "summary.json").exists():  # a finished run resumes from nothing: its checkpoint is not needed
+        models["checkpoint"] = run_checkpoint(src)
+    for name, found in models.items():
+        if found is not None:
             shutil.copytree(found, dst / name, ignore=shutil.ignore_patterns(".*"))
 
 
