@@ -1,0 +1,177 @@
+"""Training success of two methods compared step by step on the same tasks: the learning curves, paired.
+
+    python benchmarks/paired_training.py RUNS [RUNS ...] [--split 49] [--pairs atod:opd,atod:grpo]
+
+RUNS is a directory of training runs laid out as the train stage's work directories
+(`.atod/resume/train/<digest>/<method>/<benchmark>/seed<k>/metrics.jsonl`, i.e. one `<digest>` folder;
+several may be given, e.g. one per benchmark). Runs of the same seed draw the same training tasks at every
+step, whatever the method (`atod.train.trainer.TaskSampler` is seeded by the run's seed alone), and start
+from the same model with the same random state, so their step-1 rollouts are identical (checked and
+printed). A step's success (the fraction of its `tasks_per_step` x `samples_per_task` training episodes,
+temperature 1) can therefore be compared method against method on the same tasks, which removes the
+tasks' difficulty from the difference: the learning curves of the paper's claim "ATOD tracks OPD early,
+then rises above it", with an interval.
+
+For each benchmark and pair A:B, the mean over steps and seeds of success(A) - success(B) (percentage
+points) in the annealing phase (from step 2 to the step before `--split`; step 1's rollouts precede any
+update and are the same for every method), after it, and over all those steps; each seed's own
+mean; and a 95% bootstrap interval that resamples steps within each seed (so it says how surely these
+runs differ on training tasks; with 3 seeds it does not cover how much another seed's run would differ:
+the per-seed means show that spread). `--split` defaults to the first step at which an `atod` run's kappa
+reached its final value (the end of annealing), else the middle of the run.
+
+Reads metrics.jsonl only (safe while runs are still writing; a step logged twice, before and after a
+resume, counts once, the last time); uses numpy and the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+BOOTSTRAP_SAMPLES = 10_000
+DEFAULT_PAIRS = ("atod:opd", "atod:grpo", "opd:grpo", "atod:atod_no_anneal", "atod:atod_uniform",
+                 "atod:atod_token")
+
+
+def read_steps(metrics: Path) -> dict[int, dict]:
+    """step -> that step's training record (the last one written; validation lines are skipped)."""
+    out = {}
+    for line in metrics.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line being appended as this reads
+            continue
+        if "step_time_s" in rec and "success" in rec:
+            out[int(rec["step"])] = rec
+    return out
+
+
+def load_runs(dirs: list[Path]) -> dict[tuple[str, str, int], dict[int, dict]]:
+    """(benchmark, method, seed) -> its steps, for every `<method>/<benchmark>/seed<k>/metrics.jsonl`."""
+    runs = {}
+    for root in dirs:
+        if not root.is_dir():
+            raise SystemExit(f"{root} is not a directory of training runs")
+        for metrics in sorted(root.glob("*/*/seed*/metrics.jsonl")):
+            seed_dir = metrics.parent
+            key = (seed_dir.parent.name, seed_dir.parent.parent.name, int(seed_dir.name.removeprefix("seed")))
+            if key in runs:
+                raise SystemExit(f"two runs of {key} among {', '.join(map(str, dirs))}: give one digest folder each")
+            runs[key] = read_steps(metrics)
+    if not runs:
+        raise SystemExit(f"no <method>/<benchmark>/seed<k>/metrics.jsonl under {', '.join(map(str, dirs))}")
+    return runs
+
+
+def anneal_end(runs: dict[tuple[str, str, int], dict[int, dict]], bench: str) -> int:
+    """The first step at which an atod run's kappa reached its last value; the middle of the longest run
+    when no atod run of `bench` is there."""
+    for (b, method, _), steps in sorted(runs.items()):
+        if b == bench and method == "atod" and steps:
+            kappas = [(s, steps[s].get("kappa")) for s in sorted(steps)]
+            final = kappas[-1][1]
+            if final is not None:
+                return next(s for s, k in kappas if k == final)
+    return max(max(steps, default=0) for (b, _, _), steps in runs.items() if b == bench) // 2 + 1
+
+
+def paired_differences(a: dict[int, dict], b: dict[int, dict], key: str = "success") -> dict[int, float]:
+    """step -> a's value minus b's at that step, over the steps both logged."""
+    return {s: float(a[s][key]) - float(b[s][key]) for s in sorted(set(a) & set(b))}
+
+
+def stratified_bootstrap(per_seed: list[np.ndarray], samples: int, rng: np.random.Generator) -> np.ndarray:
+    """(samples,) means of the pooled differences, each resampling every seed's steps with replacement
+    (each seed keeps its number of steps)."""
+    pooled = np.zeros((samples,))
+    total = sum(len(d) for d in per_seed)
+    for d in per_seed:
+        if len(d):
+            idx = rng.integers(0, len(d), size=(samples, len(d)))
+            pooled += d[idx].sum(axis=1)
+    return pooled / total
+
+
+def phase_row(diffs_by_seed: dict[int, dict[int, float]], lo: int, hi: int, rng: np.random.Generator) -> dict:
+    """Mean difference (pp) over steps lo..hi of every seed, each seed's mean, and the 95% interval."""
+    per_seed = {seed: np.array([v for s, v in d.items() if lo <= s <= hi]) for seed, d in diffs_by_seed.items()}
+    per_seed = {seed: d for seed, d in per_seed.items() if len(d)}
+    if not per_seed:
+        return {"steps": 0}
+    pooled = np.concatenate(list(per_seed.values()))
+    dist = stratified_bootstrap(list(per_seed.values()), BOOTSTRAP_SAMPLES, rng)
+    lo_ci, hi_ci = np.percentile(dist, [2.5, 97.5])
+    return {"steps": len(pooled), "mean": 100 * pooled.mean(), "ci": (100 * lo_ci, 100 * hi_ci),
+            "per_seed": {seed: 100 * d.mean() for seed, d in sorted(per_seed.items())}}
+
+
+def step_one_check(runs: dict[tuple[str, str, int], dict[int, dict]], bench: str) -> str:
+    """Whether the step-1 success and turns of every method agree, seed by seed (they should)."""
+    by_seed = defaultdict(set)
+    for (b, _, seed), steps in runs.items():
+        if b == bench and 1 in steps:
+            by_seed[seed].add((steps[1]["success"], steps[1].get("turns")))
+    odd = sorted(seed for seed, values in by_seed.items() if len(values) > 1)
+    if odd:
+        return f"step 1 differs between methods for seed(s) {odd}: the runs do not share their start; pairing is void"
+    return f"step 1 identical across methods for seeds {sorted(by_seed)} (same tasks, same start)"
+
+
+def report(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[str, str]],
+           split: int | None, seed: int = 0) -> str:
+    lines = []
+    rng = np.random.default_rng(seed)
+    for bench in sorted({b for b, _, _ in runs}):
+        end = split or anneal_end(runs, bench)
+        last = max(max(steps, default=0) for (b, _, _), steps in runs.items() if b == bench)
+        lines += [f"## {bench}: training success, A - B in percentage points (steps 2-{end - 1} | {end}-{last} | all)",
+                  step_one_check(runs, bench), ""]
+        header = f"{'A - B':<28}{'seeds':>6}{'steps':>7}  {'phase 1':>22}  {'phase 2':>22}  {'all':>22}  per seed (phase 1|phase 2)"
+        lines.append(header)
+        for a, b in pairs:
+            diffs = {s: paired_differences(runs[(bench, a, s)], runs[(bench, b, s)])
+                     for (bb, m, s) in runs if bb == bench and m == a and (bench, b, s) in runs}
+            diffs = {s: d for s, d in diffs.items() if d}
+            if not diffs:
+                continue
+            rows = [phase_row(diffs, 2, end - 1, rng), phase_row(diffs, end, last, rng), phase_row(diffs, 2, last, rng)]
+            cells = [f"{r['mean']:+6.1f} [{r['ci'][0]:+5.1f},{r['ci'][1]:+5.1f}]" if r["steps"] else "-" for r in rows]
+            seeds = " ".join(f"{s}:{rows[0].get('per_seed', {}).get(s, float('nan')):+.1f}|"
+                             f"{rows[1].get('per_seed', {}).get(s, float('nan')):+.1f}" for s in rows[2]["per_seed"])
+            lines.append(f"{a + ' - ' + b:<28}{len(diffs):>6}{rows[2]['steps']:>7}  {cells[0]:>22}  {cells[1]:>22}  "
+                         f"{cells[2]:>22}  {seeds}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in text.split(","):
+        a, sep, b = item.strip().partition(":")
+        if not sep or not a or not b:
+            raise SystemExit(f"--pairs: {item!r} is not METHOD:METHOD (e.g. atod:opd)")
+        pairs.append((a, b))
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="a .atod/resume/train/<digest> folder (one or more)")
+    ap.add_argument("--split", type=int, default=None,
+                    help="first step of the second phase (default: the end of an atod run's annealing)")
+    ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="comma-separated A:B method pairs")
+    args = ap.parse_args(argv)
+    if args.split is not None and args.split < 2:
+        raise SystemExit(f"--split must be at least 2 (got {args.split})")
+    print(report(load_runs(args.runs), parse_pairs(args.pairs), args.split))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
