@@ -13,8 +13,9 @@ folder (refused if it exists). OUT gets:
   best checkpoints;
 - `webshop_overlap.txt`: `benchmarks/webshop_overlap.py` on the records (WebShop success on all test goals,
   those with a train twin and the rest), when the records hold WebShop;
-- `paired_training.txt`: `benchmarks/paired_training.py` on the training runs (`data/runs`): each pair of
-  methods' training success compared step by step on the same tasks, by phase of the annealing;
+- `paired_training.txt`, `paired_training.png`: `benchmarks/paired_training.py` on the training runs
+  (`data/runs`): each pair of methods' training success compared step by step on the same tasks, by phase
+  of the annealing, and drawn against the step;
 - `README.md`: where it came from (the checkout's commit, the experiment's params) and what each file is.
 
 The tables are made by running the two scripts, so they are exactly what those commands print.
@@ -101,9 +102,11 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
 
     runs = project / "data" / "runs"
     if list(runs.glob("*/*/seed*/metrics.jsonl")):
-        put("paired_training.txt", _script("paired_training.py", str(runs)))
-        commands.append("- `paired_training.txt`: `python benchmarks/paired_training.py data/runs` in the run's "
-                        "checkout (training success of two methods compared step by step on the same tasks)")
+        put("paired_training.txt", _script("paired_training.py", str(runs), "--plot", str(out / "paired_training.png")))
+        written.append("paired_training.png")
+        commands.append("- `paired_training.txt`, `paired_training.png`: `python benchmarks/paired_training.py "
+                        "data/runs --plot paired_training.png` in the run's checkout (training success of two "
+                        "methods compared step by step on the same tasks)")
 
     params = project / "params.yaml"
     profile = next((line.split(":", 1)[1].split("#")[0].strip() for line in params.read_text().splitlines()

@@ -1,6 +1,6 @@
 """Training success of two methods compared step by step on the same tasks: the learning curves, paired.
 
-    python benchmarks/paired_training.py RUNS [RUNS ...] [--split 49] [--pairs atod:opd,atod:grpo]
+    python benchmarks/paired_training.py RUNS [RUNS ...] [--split 49] [--pairs atod:opd,atod:grpo] [--plot F.png]
 
 RUNS is a directory of training runs laid out as the train stage's work directories
 (`.atod/resume/train/<digest>/<method>/<benchmark>/seed<k>/metrics.jsonl`, i.e. one `<digest>` folder;
@@ -20,8 +20,11 @@ runs differ on training tasks; with 3 seeds it does not cover how much another s
 the per-seed means show that spread). `--split` defaults to the first step at which an `atod` run's kappa
 reached its final value (the end of annealing), else the middle of the run.
 
+`--plot F.png` also draws the differences against the step (one row per pair, one column per benchmark): each
+seed's 10-step trailing mean as a thin line, their mean as a thick one, the end of annealing dashed.
+
 Reads metrics.jsonl only (safe while runs are still writing; a step logged twice, before and after a
-resume, counts once, the last time); uses numpy and the standard library.
+resume, counts once, the last time).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 10_000
+PLOT_WINDOW = 10  # steps of the trailing mean drawn by --plot
 DEFAULT_PAIRS = ("atod:opd", "atod:grpo", "opd:grpo", "atod:atod_no_anneal", "atod:atod_uniform",
                  "atod:atod_token")
 
@@ -150,6 +154,51 @@ def report(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[
     return "\n".join(lines)
 
 
+def plot(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[str, str]], split: int | None,
+         path: Path) -> Path:
+    """The paired differences against the step, as a PNG at `path` (see the module docstring)."""
+    from matplotlib.figure import Figure
+
+    from atod.eval.plots import moving_mean
+
+    benches = sorted({b for b, _, _ in runs})
+    shown = [(a, b) for a, b in pairs if any((bench, a, s) in runs and (bench, b, s) in runs
+                                             for bench, _, s in runs)]
+    if not shown:
+        raise SystemExit("--plot: no pair of methods has runs of the same benchmark and seed")
+    fig = Figure(figsize=(4.5 * len(benches), 2.6 * len(shown)), layout="constrained")
+    axes = fig.subplots(len(shown), len(benches), squeeze=False)
+    for i, (a, b) in enumerate(shown):
+        for j, bench in enumerate(benches):
+            ax = axes[i][j]
+            curves = []
+            for s in sorted({s for bb, m, s in runs if bb == bench and m == a and (bench, b, s) in runs}):
+                d = paired_differences(runs[(bench, a, s)], runs[(bench, b, s)])
+                steps = np.array(sorted(d))
+                smooth = 100 * moving_mean(np.array([d[k] for k in steps]), PLOT_WINDOW)
+                ax.plot(steps, smooth, linewidth=0.8, alpha=0.6, label=f"seed {s}")
+                curves.append(dict(zip(steps.tolist(), smooth.tolist(), strict=True)))
+            if curves:
+                common = sorted(set.intersection(*(set(c) for c in curves)))
+                ax.plot(common, [np.mean([c[k] for c in curves]) for k in common], color="k", linewidth=2,
+                        label="mean over seeds")
+                ax.axvline(split or anneal_end(runs, bench), color="grey", linestyle="--", linewidth=1)
+            ax.axhline(0, color="grey", linewidth=0.8)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(bench)
+            if j == 0:
+                ax.set_ylabel(f"{a} - {b}\n(points, {PLOT_WINDOW}-step mean)")
+            if i == len(shown) - 1:
+                ax.set_xlabel("training step (dashed: end of annealing)")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.suptitle("Training success, paired by step (same tasks)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def parse_pairs(text: str) -> list[tuple[str, str]]:
     pairs = []
     for item in text.split(","):
@@ -166,10 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=int, default=None,
                     help="first step of the second phase (default: the end of an atod run's annealing)")
     ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="comma-separated A:B method pairs")
+    ap.add_argument("--plot", type=Path, default=None, help="also draw the differences against the step (PNG)")
     args = ap.parse_args(argv)
     if args.split is not None and args.split < 2:
         raise SystemExit(f"--split must be at least 2 (got {args.split})")
-    print(report(load_runs(args.runs), parse_pairs(args.pairs), args.split))
+    runs, pairs = load_runs(args.runs), parse_pairs(args.pairs)
+    print(report(runs, pairs, args.split))
+    if args.plot is not None:
+        print(f"figure: {plot(runs, pairs, args.split, args.plot)}", file=sys.stderr)
     return 0
 
 

@@ -74,5 +74,8 @@ def test_command_line_errors(tmp_path):
     _run(tmp_path, "opd", 0, [0.5, 0.0])
     bad = run(tmp_path, "--pairs", "atod-opd")
     assert bad.returncode != 0 and "'atod-opd' is not METHOD:METHOD" in bad.stderr
-    ok = run(tmp_path, "--pairs", "atod:opd")
+    ok = run(tmp_path, "--pairs", "atod:opd", "--plot", tmp_path / "fig" / "paired.png")
     assert ok.returncode == 0 and "atod - opd" in ok.stdout and "+50.0" in ok.stdout
+    assert (tmp_path / "fig" / "paired.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    unpaired = run(tmp_path, "--pairs", "grpo:opd", "--plot", tmp_path / "none.png")
+    assert unpaired.returncode != 0 and "no pair of methods has runs" in unpaired.stderr

@@ -136,6 +136,7 @@ def test_results_archive_of_a_finished_run(project, tmp_path):
     assert "test goals ask for the product" in (out / "webshop_overlap.txt").read_text()
     paired = (out / "paired_training.txt").read_text()
     assert "step 1 identical across methods" in paired and "atod - opd" in paired
+    assert (out / "paired_training.png").is_file()
     assert (out / "README.md").read_text().startswith("# smoke\n")
     rerun = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "collect_results.py"), str(project), str(out)],
                            capture_output=True, text=True, check=False)
