@@ -18,7 +18,7 @@ folder (refused if it exists). OUT gets:
   of the annealing, and drawn against the step;
 - `README.md`: where it came from (the checkout's commit, the experiment's params) and what each file is.
 
-The tables are made by running the two scripts, so they are exactly what those commands print.
+The tables are made by running the scripts, so they are exactly what those commands print.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
     runs = project / "data" / "runs"
     if list(runs.glob("*/*/seed*/metrics.jsonl")):
         put("paired_training.txt", _script("paired_training.py", str(runs), "--plot", str(out / "paired_training.png")))
-        written.append("paired_training.png")
+        if (out / "paired_training.png").is_file():  # not drawn when no two methods share a seed
+            written.append("paired_training.png")
         commands.append("- `paired_training.txt`, `paired_training.png`: `python benchmarks/paired_training.py "
                         "data/runs --plot paired_training.png` in the run's checkout (training success of two "
                         "methods compared step by step on the same tasks)")

@@ -15,10 +15,13 @@ then rises above it", with an interval.
 For each benchmark and pair A:B, the mean over steps and seeds of success(A) - success(B) (percentage
 points) in the annealing phase (from step 2 to the step before `--split`; step 1's rollouts precede any
 update and are the same for every method), after it, and over all those steps; each seed's own
-mean; and a 95% bootstrap interval that resamples steps within each seed (so it says how surely these
-runs differ on training tasks; with 3 seeds it does not cover how much another seed's run would differ:
-the per-seed means show that spread). `--split` defaults to the first step at which an `atod` run's kappa
-reached its final value (the end of annealing), else the middle of the run.
+mean; and a 95% moving-block bootstrap interval that resamples blocks of BLOCK_STEPS consecutive steps
+within each seed (consecutive steps share a policy, so their differences need not be independent; the
+blocks keep such short-range dependence). The interval says how surely these runs differ on training
+tasks; with 3 seeds it does not cover how much another seed's run would differ: the per-seed means show
+that spread. `--split` defaults to the end of annealing: the first step at which the longest `atod` run
+of the benchmark logged its final kappa, once it has logged it twice (so a run still annealing does not
+set it); else the middle of the longest run, and the output says which.
 
 `--plot F.png` also draws the differences against the step (one row per pair, one column per benchmark): each
 seed's 10-step trailing mean as a thin line, their mean as a thick one, the end of annealing dashed.
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 10_000
+BLOCK_STEPS = 5  # consecutive steps resampled together by the interval's bootstrap
 PLOT_WINDOW = 10  # steps of the trailing mean drawn by --plot
 DEFAULT_PAIRS = ("atod:opd", "atod:grpo", "opd:grpo", "atod:atod_no_anneal", "atod:atod_uniform",
                  "atod:atod_token")
@@ -73,16 +77,21 @@ def load_runs(dirs: list[Path]) -> dict[tuple[str, str, int], dict[int, dict]]:
     return runs
 
 
-def anneal_end(runs: dict[tuple[str, str, int], dict[int, dict]], bench: str) -> int:
-    """The first step at which an atod run's kappa reached its last value; the middle of the longest run
-    when no atod run of `bench` is there."""
-    for (b, method, _), steps in sorted(runs.items()):
-        if b == bench and method == "atod" and steps:
-            kappas = [(s, steps[s].get("kappa")) for s in sorted(steps)]
-            final = kappas[-1][1]
-            if final is not None:
-                return next(s for s, k in kappas if k == final)
-    return max(max(steps, default=0) for (b, _, _), steps in runs.items() if b == bench) // 2 + 1
+def anneal_end(runs: dict[tuple[str, str, int], dict[int, dict]], bench: str) -> tuple[int, str]:
+    """(first step of the second phase, where it comes from): the first step at which the longest atod
+    run of `bench` logged its final kappa, if it logged it at two steps or more after step 1 (a run still
+    annealing, or a constant schedule, does not count); else the middle of the longest run."""
+    atod = [(len(steps), seed, steps) for (b, method, seed), steps in runs.items()
+            if b == bench and method == "atod" and steps]
+    if atod:
+        _, seed, steps = max(atod)
+        kappas = [(s, steps[s].get("kappa")) for s in sorted(steps)]
+        final = kappas[-1][1]
+        at_final = [s for s, k in kappas if k == final and s >= 2]
+        if final is not None and len(at_final) >= 2:
+            return at_final[0], f"the end of annealing: atod seed {seed}'s kappa reached {final:g} at step {at_final[0]}"
+    last = max(max(steps, default=0) for (b, _, _), steps in runs.items() if b == bench)
+    return max(last // 2 + 1, 2), "the middle of the run (no atod run has finished annealing)"
 
 
 def paired_differences(a: dict[int, dict], b: dict[int, dict], key: str = "success") -> dict[int, float]:
@@ -90,14 +99,19 @@ def paired_differences(a: dict[int, dict], b: dict[int, dict], key: str = "succe
     return {s: float(a[s][key]) - float(b[s][key]) for s in sorted(set(a) & set(b))}
 
 
-def stratified_bootstrap(per_seed: list[np.ndarray], samples: int, rng: np.random.Generator) -> np.ndarray:
-    """(samples,) means of the pooled differences, each resampling every seed's steps with replacement
-    (each seed keeps its number of steps)."""
+def block_bootstrap(per_seed: list[np.ndarray], samples: int, rng: np.random.Generator,
+                    block: int = BLOCK_STEPS) -> np.ndarray:
+    """(samples,) means of the pooled differences. Each resample rebuilds every seed's (n,) series, in
+    step order, from ceil(n / L) blocks of L = min(block, n) consecutive steps starting anywhere in it
+    (moving blocks), cut to n: each seed keeps its number of steps. block=1 is the plain bootstrap."""
     pooled = np.zeros((samples,))
     total = sum(len(d) for d in per_seed)
     for d in per_seed:
-        if len(d):
-            idx = rng.integers(0, len(d), size=(samples, len(d)))
+        n = len(d)
+        if n:
+            length = min(block, n)
+            starts = rng.integers(0, n - length + 1, size=(samples, -(-n // length)))
+            idx = (starts[:, :, None] + np.arange(length)).reshape(samples, -1)[:, :n]
             pooled += d[idx].sum(axis=1)
     return pooled / total
 
@@ -109,7 +123,7 @@ def phase_row(diffs_by_seed: dict[int, dict[int, float]], lo: int, hi: int, rng:
     if not per_seed:
         return {"steps": 0}
     pooled = np.concatenate(list(per_seed.values()))
-    dist = stratified_bootstrap(list(per_seed.values()), BOOTSTRAP_SAMPLES, rng)
+    dist = block_bootstrap(list(per_seed.values()), BOOTSTRAP_SAMPLES, rng)
     lo_ci, hi_ci = np.percentile(dist, [2.5, 97.5])
     return {"steps": len(pooled), "mean": 100 * pooled.mean(), "ci": (100 * lo_ci, 100 * hi_ci),
             "per_seed": {seed: 100 * d.mean() for seed, d in sorted(per_seed.items())}}
@@ -132,10 +146,11 @@ def report(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[
     lines = []
     rng = np.random.default_rng(seed)
     for bench in sorted({b for b, _, _ in runs}):
-        end = split or anneal_end(runs, bench)
+        end, why = (split, "--split") if split else anneal_end(runs, bench)
         last = max(max(steps, default=0) for (b, _, _), steps in runs.items() if b == bench)
         lines += [f"## {bench}: training success, A - B in percentage points (steps 2-{end - 1} | {end}-{last} | all)",
-                  step_one_check(runs, bench), ""]
+                  f"phase 2 starts at step {end}: {why}", step_one_check(runs, bench),
+                  f"intervals: 95%, moving-block bootstrap ({BLOCK_STEPS}-step blocks) within each seed", ""]
         header = f"{'A - B':<28}{'seeds':>6}{'steps':>7}  {'phase 1':>22}  {'phase 2':>22}  {'all':>22}  per seed (phase 1|phase 2)"
         lines.append(header)
         for a, b in pairs:
@@ -145,9 +160,14 @@ def report(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[
             if not diffs:
                 continue
             rows = [phase_row(diffs, 2, end - 1, rng), phase_row(diffs, end, last, rng), phase_row(diffs, 2, last, rng)]
+            if not rows[2]["steps"]:  # the two share step 1 only: nothing to compare yet
+                continue
             cells = [f"{r['mean']:+6.1f} [{r['ci'][0]:+5.1f},{r['ci'][1]:+5.1f}]" if r["steps"] else "-" for r in rows]
-            seeds = " ".join(f"{s}:{rows[0].get('per_seed', {}).get(s, float('nan')):+.1f}|"
-                             f"{rows[1].get('per_seed', {}).get(s, float('nan')):+.1f}" for s in rows[2]["per_seed"])
+
+            def seed_mean(row: dict, s: int) -> str:
+                return f"{row['per_seed'][s]:+.1f}" if s in row.get("per_seed", {}) else "-"
+
+            seeds = " ".join(f"{s}:{seed_mean(rows[0], s)}|{seed_mean(rows[1], s)}" for s in rows[2]["per_seed"])
             lines.append(f"{a + ' - ' + b:<28}{len(diffs):>6}{rows[2]['steps']:>7}  {cells[0]:>22}  {cells[1]:>22}  "
                          f"{cells[2]:>22}  {seeds}")
         lines.append("")
@@ -155,8 +175,9 @@ def report(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[
 
 
 def plot(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[str, str]], split: int | None,
-         path: Path) -> Path:
-    """The paired differences against the step, as a PNG at `path` (see the module docstring)."""
+         path: Path) -> Path | None:
+    """The paired differences against the step, as a PNG at `path` (see the module docstring); None (and
+    nothing written) when no pair of methods has runs of the same benchmark and seed."""
     from matplotlib.figure import Figure
 
     from atod.eval.plots import moving_mean
@@ -165,7 +186,7 @@ def plot(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[st
     shown = [(a, b) for a, b in pairs if any((bench, a, s) in runs and (bench, b, s) in runs
                                              for bench, _, s in runs)]
     if not shown:
-        raise SystemExit("--plot: no pair of methods has runs of the same benchmark and seed")
+        return None
     fig = Figure(figsize=(4.5 * len(benches), 2.6 * len(shown)), layout="constrained")
     axes = fig.subplots(len(shown), len(benches), squeeze=False)
     for i, (a, b) in enumerate(shown):
@@ -182,7 +203,7 @@ def plot(runs: dict[tuple[str, str, int], dict[int, dict]], pairs: list[tuple[st
                 common = sorted(set.intersection(*(set(c) for c in curves)))
                 ax.plot(common, [np.mean([c[k] for c in curves]) for k in common], color="k", linewidth=2,
                         label="mean over seeds")
-                ax.axvline(split or anneal_end(runs, bench), color="grey", linestyle="--", linewidth=1)
+                ax.axvline(split or anneal_end(runs, bench)[0], color="grey", linestyle="--", linewidth=1)
             ax.axhline(0, color="grey", linewidth=0.8)
             ax.grid(alpha=0.3)
             if i == 0:
@@ -222,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     runs, pairs = load_runs(args.runs), parse_pairs(args.pairs)
     print(report(runs, pairs, args.split))
     if args.plot is not None:
-        print(f"figure: {plot(runs, pairs, args.split, args.plot)}", file=sys.stderr)
+        figure = plot(runs, pairs, args.split, args.plot)
+        print(f"figure: {figure}" if figure else "--plot: no pair of methods has runs of the same benchmark and "
+              "seed; no figure", file=sys.stderr)
     return 0
 
 
