@@ -91,7 +91,12 @@ def test_evaluate_policy_tiny_random_model(tiny_webshop):
     json.dumps(result)  # artifacts are plain JSON
 
     again = evaluate_policy(model, tok, bench, "test", cfg=cfg, agent=agent, device="cpu")
-    assert again["episodes"] == result["episodes"]  # same tasks, same seeds: deterministic
+    # same tasks, same seeds: deterministic, down to the generated text (the outcome rows alone would agree
+    # for any sampling: this random model makes a format error at every turn)
+    assert again["episodes"] == result["episodes"] and again["transcripts"] == result["transcripts"]
+    other = evaluate_policy(model, tok, bench, "test", cfg=cfg.model_copy(update={"seed": cfg.seed + 1}),
+                            agent=agent, device="cpu")
+    assert other["transcripts"] != result["transcripts"]  # the seed drives the sampling
     rec = EvalRecord.from_result(result, method="vanilla", seed=0, checkpoint="final")
     assert rec.n_episodes == 6
 

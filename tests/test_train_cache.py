@@ -100,3 +100,38 @@ def test_cache_teacher_stage_uses_seqkd_successful_only(tmp_path, monkeypatch, s
     summary = cache_teacher(p, root, StageRun(run_id="", root=root))
     assert asked == [successful_only]
     assert summary["seqkd"]["examples"] > 0 and (root / SEQKD_DIR / "model.safetensors").is_file()
+
+
+def test_a_failed_or_interrupted_write_keeps_the_previous_cache(setup, tmp_path, monkeypatch):
+    """A write that fails midway leaves the previous cache loadable as it was; a write killed between the
+    swap's two renames (only `<name>.old` complete) still loads; a directory without its COMPLETE marker
+    (a copy that stopped midway) is refused with the stage to run."""
+    bench, tok, teacher = setup
+    cfg = CacheTeacherConfig(tasks_per_benchmark=2, samples_per_task=2, seed=5)
+    first = cache_teacher_trajectories(teacher, tok, bench, cfg=cfg, agent_cfg=AGENT, out_dir=tmp_path / "c")
+    turns = load_teacher_cache(tmp_path / "c").turns
+
+    calls = []
+
+    def fail_second(self, path, *args, **kwargs):  # episodes.parquet written, then turns.parquet fails
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, path, *args, **kwargs)
+
+    real = pd.DataFrame.to_parquet
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail_second)
+    with pytest.raises(OSError, match="disk full"):
+        cache_teacher_trajectories(teacher, tok, bench, cfg=cfg.model_copy(update={"seed": 6}), agent_cfg=AGENT,
+                                   out_dir=tmp_path / "c")
+    monkeypatch.undo()
+    assert len(calls) == 2
+    kept = load_teacher_cache(tmp_path / "c")
+    assert kept.manifest == first
+    pd.testing.assert_frame_equal(kept.turns, turns)
+
+    (tmp_path / "c").rename(tmp_path / "c.old")  # killed after the first rename of a later write
+    pd.testing.assert_frame_equal(load_teacher_cache(tmp_path / "c").turns, turns)
+    (tmp_path / "c.old" / "COMPLETE").unlink()
+    with pytest.raises(FileNotFoundError, match="no complete teacher cache .* run the cache_teacher stage"):
+        load_teacher_cache(tmp_path / "c")

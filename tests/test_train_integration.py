@@ -65,9 +65,10 @@ def test_grpo_needs_no_teacher_and_teacher_tokenizer_is_checked(dirs, tmp_path):
     summary = train("grpo", bench, student_dir=root / "student", teacher_dir=None, params=params(steps=1), seed=0,
                     out_dir=tmp_path / "g", progress=False)
     assert summary["final"]["kappa"] == 0.0
-    with pytest.raises(TokenizerMismatchError):
+    with pytest.raises(TokenizerMismatchError, match="student and teacher tokenizers are not compatible"):
         train("opd", bench, student_dir=root / "student", teacher_dir=root / "alien", params=params(steps=1), seed=0,
               out_dir=tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()  # refused before anything is written
     with pytest.raises(ValueError, match="seqkd is supervised"):
         train("seqkd", bench, student_dir=root / "student", teacher_dir=None, params=params(), seed=0,
               out_dir=tmp_path / "s", progress=False)

@@ -530,3 +530,47 @@ def test_toy_run_logs_the_warmup_lr(tmp_path):
     run_toy("grpo", tmp_path, cfg=toy_config(steps=3, lr=1e-2, warmup_steps=2, checkpoint_every=100))
     lrs = [r["lr"] for r in _read_metrics(tmp_path) if "reward" in r]
     assert lrs == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2])  # lr x (s + 1) / (2 + 1) for s < 2, then lr
+
+
+def _hand_batch() -> RolloutBatch:
+    """tests/test_tdur.py's batch (episode 0: two rows, one per turn; episode 1: one row holding two
+    turns), both episodes of one GRPO group, with rewards 10 and 0 and the teacher's log-probs filled."""
+    lp_s = torch.tensor([[0, -1, -3, 0, 0], [0, -0.5, 0, 0, 0], [0, -2, 0, -1, -1]], dtype=torch.float32)
+    lp_t = torch.tensor([[0, -2, -1, 0, 0], [0, -0.5, 0, 0, 0], [0, -1, 0, -1, -3]], dtype=torch.float32)
+    mask = torch.tensor([[0, 1, 1, 0, 0], [0, 1, 0, 0, 0], [0, 1, 0, 1, 1]], dtype=torch.bool)
+    turn = torch.tensor([[-1, 0, 0, -1, -1], [-1, 1, -1, -1, -1], [-1, 0, -1, 1, 1]])
+    episodes = [EpisodeRecord("alfworld", "train", "t", group=0, sample=k, reward=r, won=r > 0, score=float(r > 0),
+                              num_turns=2, invalid_steps=0, format_errors=0) for k, r in enumerate((10.0, 0.0))]
+    return RolloutBatch(input_ids_B_T=torch.ones(3, 5, dtype=torch.long), attention_mask_B_T=torch.ones(3, 5),
+                        loss_mask_B_T=mask, old_logprobs_B_T=lp_s, turn_index_B_T=turn,
+                        episode_index_B=torch.tensor([0, 0, 1]), episodes=episodes, teacher_logprobs_B_T=lp_t)
+
+
+@pytest.mark.parametrize(("method", "kappa", "rho", "expected"), [
+    # lp_T - lp_S on the generated tokens: [-1, 2 | 0 | 1, 0, -2]; GRPO: rewards 10, 0 -> mean 5, std
+    # (n - 1) 50 ** .5 -> +-0.70711 for episode 0 (rows 0, 1) and 1 (row 2); T-DUR weights as in test_tdur.py
+    # turn level [1, 1 | 0 | 1, .5, .5]; token level [.6, 1 | 0 | 1, 0, 1]
+    ("atod", 0.5, 2.0, [[-0.5 + 1.41421, 1 + 1.41421], [1.41421], [0.5 - 1.41421, -1.41421, -0.5 - 1.41421]]),
+    ("atod_token", 0.5, 2.0, [[-0.3 + 1.41421, 1 + 1.41421], [1.41421], [0.5 - 1.41421, -1.41421, -1 - 1.41421]]),
+    ("atod_uniform", 0.5, 2.0, [[-0.5 + 1.41421, 1 + 1.41421], [1.41421], [0.5 - 1.41421, -1.41421, -1 - 1.41421]]),
+    ("grpo", 0.0, 1.0, [[0.70711, 0.70711], [0.70711], [-0.70711, -0.70711, -0.70711]]),
+    ("opd", 1.0, 0.0, [[-1, 2], [0], [1, 0, -2]]),
+    ("opd_full", 1.0, 1.0, [[0.70711, 0.70711], [0.70711], [-0.70711, -0.70711, -0.70711]]),  # OPD term: a loss
+])
+def test_compute_advantages_by_hand(method, kappa, rho, expected):
+    """Each method's per-token advantage on a batch of several rows and episodes: the right weighting, and
+    every row gets its own episode's GRPO advantage; zero off the generated tokens."""
+    from atod.train.trainer import compute_advantages, method_settings
+
+    batch = _hand_batch()
+    adv_B_T, stats, w_B_T = compute_advantages(batch, method_settings(method), kappa, rho, 1e-6, 1)
+    mask = batch.loss_mask_B_T
+    got = [adv_B_T[b][mask[b]].tolist() for b in range(3)]
+    for row, want in zip(got, expected, strict=True):
+        assert row == pytest.approx(want, abs=1e-4)
+    assert torch.all(adv_B_T[~mask] == 0)
+    assert (w_B_T is None) == (kappa == 0)
+    if method == "atod":
+        assert stats["tdur_weight_mean"] == pytest.approx(4 / 6)  # [1, 1, 0, 1, .5, .5]
+        assert stats["kl_teacher"] == pytest.approx(0.0)  # lp_S - lp_T: [1, -2, 0, -1, 0, 2]
+        assert stats["grpo_adv_abs_mean"] == pytest.approx(0.70711, abs=1e-4)

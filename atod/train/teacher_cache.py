@@ -8,7 +8,9 @@ One cache directory per benchmark:
                        own temperature-1 log-probs of its sampled tokens)
     manifest.json      benchmark, tasks, samples, temperature, seed, success rate, mean reward, counts
 
-The directory is written atomically (temporary sibling + rename). Readers: `load_teacher_cache`, whose
+The directory is written atomically (`atod.train.checkpoint.atomic_write_dir`: a temporary sibling, its
+COMPLETE marker last, two renames), and `load_teacher_cache` reads only a complete one: the directory, or
+its `.old` twin when a write was killed between the renames. Readers: `load_teacher_cache`, whose
 `sft_examples()` feeds the `seqkd` baseline and whose `success_rate` is the teacher's train-set success.
 """
 
@@ -26,6 +28,7 @@ import torch
 from atod.agent.config import AgentConfig
 from atod.envs.base import Benchmark
 from atod.train.checkpoint import atomic_write_dir
+from atod.train.complete import complete_dir
 from atod.train.config import CacheTeacherConfig
 from atod.train.sft import SFTExample
 from atod.train.splits import split_validation
@@ -155,11 +158,13 @@ class TeacherCache:
 
 
 def load_teacher_cache(directory: str | Path) -> TeacherCache:
-    directory = Path(directory)
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"no teacher cache at {directory} (missing {MANIFEST}): run the cache_teacher stage")
-    manifest = json.loads(manifest_path.read_text())
+    """The complete cache at `directory` (or its `.old` twin: see the module docstring)."""
+    requested = Path(directory)
+    directory = complete_dir(requested, MANIFEST, "episodes.parquet", "turns.parquet")
+    if directory is None:
+        raise FileNotFoundError(f"no complete teacher cache at {requested} (its {MANIFEST}, parquet files and "
+                                "COMPLETE marker, written last): run the cache_teacher stage")
+    manifest = json.loads((directory / MANIFEST).read_text())
     if manifest.get("version") != CACHE_VERSION:
         raise ValueError(f"teacher cache {directory} has version {manifest.get('version')}, expected {CACHE_VERSION}: "
                          "re-run the cache_teacher stage")

@@ -729,13 +729,13 @@ def train(
                          "process(es): launch it with `torchrun --nproc-per-node "
                          f"{cfg.processes_per_run}` (the train stage does), or set train.processes_per_run")
     tokenizer = load_tokenizer(student_dir)
-    model = load_model(student_dir, params.models.student, device=device)
-    teacher = None
-    if needs_teacher(settings, cfg):
+    teacher_needed = needs_teacher(settings, cfg)
+    if teacher_needed:  # checked before any model is loaded
         if teacher_dir is None:
             raise ValueError(f"method {method!r} needs a teacher (kappa > 0) but teacher_dir is None")
         check_compatible(tokenizer, load_tokenizer(teacher_dir))
-        teacher = LocalTeacher(load_model(teacher_dir, params.models.teacher, device=device))
+    model = load_model(student_dir, params.models.student, device=device)
+    teacher = LocalTeacher(load_model(teacher_dir, params.models.teacher, device=device)) if teacher_needed else None
 
     def rollout_fn(policy, tasks: list[Task], rseed: int) -> RolloutBatch:
         return collect_rollouts(policy, tokenizer, benchmark, tasks, samples_per_task=cfg.samples_per_task,
