@@ -105,11 +105,22 @@ def config_show(params: ParamsOpt = Path("params.yaml"), profile: ProfileOpt = N
 
 @config_app.command("validate")
 def config_validate(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Validate every profile of params.yaml; exit 2 with the offending key paths if any is wrong."""
+    """Validate every profile of params.yaml; exit 2 with the offending key paths if any is wrong, or if the
+    dvc.yaml beside it does not list a key its stages read (a profile override DVC would not track)."""
     from atod.config import PROFILES
 
     for name in PROFILES:
         _params(params, ProfileName(name))
+    root = params.resolve().parent
+    if (root / "dvc.yaml").is_file() and (root / "tasks" / "params_keys.py").is_file():  # the project's own
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        from tasks.params_keys import check_dvc_params
+
+        try:
+            check_dvc_params(params.resolve())
+        except ValueError as e:
+            _fail(str(e))
     typer.echo(f"{params}: ok (profiles: {', '.join(PROFILES)})")
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -289,3 +291,33 @@ def test_parent_from_environment_is_used_and_left_to_its_owner(mlflow_db, monkey
     client = MlflowClient()
     assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent
     assert client.get_run(parent).info.status == "RUNNING"  # the flow ends it, not the stage
+
+
+def test_a_profile_override_dvc_yaml_does_not_list_is_refused(tmp_path):
+    """A profile override added to params.yaml that dvc.yaml does not list would leave `dvc repro` saying
+    "up to date" after a change: `atod config validate` (run by scripts/run.sh) and every stage refuse it,
+    naming the line to add and where."""
+    from tasks.params_keys import check_dvc_params, undeclared_dvc_params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    dvc_yaml = _dvc_yaml()
+    assert undeclared_dvc_params(dvc_yaml, raw) == []
+    raw["profiles"]["gpu"]["agent"] = {"max_new_tokens": 256}
+    missing = undeclared_dvc_params(dvc_yaml, raw)
+    assert ("train", "profiles.gpu.agent") in missing and ("evaluate", "profiles.gpu.agent") in missing
+    assert all(key == "profiles.gpu.agent" for _, key in missing)
+    assert not any(stage in ("prepare", "compare") for stage, _ in missing)  # they do not read `agent`
+    # a stage's params written as {file: [keys]} count too
+    as_dict = {"stages": {"train": {"params": [{"params.yaml": dvc_params("train", raw)}]}}}
+    assert undeclared_dvc_params(as_dict, raw) == []
+
+    (tmp_path / "tasks").mkdir()
+    shutil.copy2(ROOT / "tasks" / "params_keys.py", tmp_path / "tasks" / "params_keys.py")
+    shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ValueError, match=r"stages.train.params: add `- profiles.gpu.agent`"):
+        check_dvc_params(tmp_path / "params.yaml")
+    proc = subprocess.run([sys.executable, "-m", "atod.cli", "config", "validate", "--params",
+                           str(tmp_path / "params.yaml")], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 2 and "would not rerun them" in proc.stderr
+    assert "stages.cache_teacher.params: add `- profiles.gpu.agent`" in proc.stderr

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.params_keys import has
+from tasks.params_keys import STAGE_PARAMS, check_dvc_params, dvc_params
 from tasks.stages import cache_teacher, compare, evaluate, prepare, sft, train
 from tasks.stages.common import (
     BENCH_DIR,
@@ -72,29 +72,6 @@ from tasks.stages.train import make_validation_fn
 
 STAGES = ("prepare", "sft_teacher", "sft_student", "cache_teacher", "train", "evaluate", "compare")
 
-# The params.yaml keys each stage reads (besides `profile`); dotted keys name a part of a section. dvc.yaml
-# lists these and the matching `profiles.<name>.<key>` overrides that exist; `dvc_params` computes that
-# list (tests compare).
-STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "prepare": ("prepare", "models"),
-    "sft_teacher": ("prepare.benchmarks", "sft_warmup.seed", "sft_warmup.teacher", "models", "agent", "train.eval_tasks"),
-    "sft_student": ("prepare.benchmarks", "sft_warmup.seed", "sft_warmup.student", "models", "agent", "train.eval_tasks"),
-    "cache_teacher": ("prepare.benchmarks", "cache_teacher", "models", "agent", "train.eval_tasks"),
-    "train": ("train", "models", "agent"),
-    "evaluate": ("evaluate", "models", "agent", "train.methods", "train.benchmarks", "train.seeds"),
-    "compare": ("compare", "train.methods", "train.benchmarks", "train.seeds"),
-}
-
-
-def dvc_params(stage: str, raw_params: dict[str, Any]) -> list[str]:
-    """The params a DVC stage must depend on: `profile`, the keys it reads, and every profile's override
-    of those keys that exists in the parsed params.yaml `raw_params` (DVC refuses missing keys)."""
-    keys = STAGE_PARAMS[stage]
-    profiles = raw_params.get("profiles") or {}
-    overrides = [f"profiles.{p}.{k}" for p in profiles for k in keys if has(profiles[p], k)]
-    return ["profile", *keys, *overrides]
-
-
 # The stage modules keep their own names here (`tasks.stages.train` is the module, its function is
 # `tasks.stages.train.train`), so that they can be imported and patched as modules.
 STAGE_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -124,7 +101,9 @@ def run_stage(name: str, params_path: Path = Path("params.yaml"), profile: str |
     if name not in STAGE_FUNCTIONS:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     params_path = Path(params_path)
-    params = load_params(params_path if params_path.is_absolute() else root / params_path, profile=profile)
+    params_path = params_path if params_path.is_absolute() else root / params_path
+    params = load_params(params_path, profile=profile)
+    check_dvc_params(params_path)  # a key DVC does not track would leave this stage's outputs stale
 
     from tasks import tracking
 
