@@ -70,6 +70,8 @@ def _bad(raw, path, value):
         ("models.tokenizer.vocab_size", 100, ["models.tokenizer", "vocab_size 100", "byte-level ASCII alphabet",
                                               "use at least 175"]),
         ("models.student.arch.num_heads", 5, ["hidden_size", "num_heads"]),
+        # every model is trained, and float16 AdamW without loss scaling gives NaN weights within a step
+        ("models.teacher.dtype", "float16", ["models.teacher.dtype", "float16 is not supported", "use bfloat16"]),
         ("agent.eval_temperature", -1, ["agent.eval_temperature", "greater than 0"]),
         ("prepare.benchmarks", ["alfworld", "minecraft"], ["prepare.benchmarks.1", "'webshop'"]),
         ("evaluate.confidence", 1.5, ["evaluate.confidence"]),

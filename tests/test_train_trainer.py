@@ -574,3 +574,18 @@ def test_compute_advantages_by_hand(method, kappa, rho, expected):
         assert stats["tdur_weight_mean"] == pytest.approx(4 / 6)  # [1, 1, 0, 1, .5, .5]
         assert stats["kl_teacher"] == pytest.approx(0.0)  # lp_S - lp_T: [1, -2, 0, -1, 0, 2]
         assert stats["grpo_adv_abs_mean"] == pytest.approx(0.70711, abs=1e-4)
+
+
+def test_schedule_notes_name_an_annealing_the_run_never_finishes():
+    from atod.train.trainer import schedule_notes
+
+    anneal = {"kind": "linear", "anneal_steps": 80, "kappa_init": 1.0, "kappa_min": 0.1, "rho_init": 1.0, "rho_max": 2.0}
+    cfg = TrainConfig(steps=50, anneal=anneal)
+    # the last step is s = 49: p = 49 / 80, kappa = 1 - 0.9 p = 0.44875, rho = 1 + p = 1.6125
+    (note,) = schedule_notes(["grpo", "atod", "atod_token"], cfg)
+    assert note.startswith("train.anneal.anneal_steps (80) is not under train.steps (50): atod, atod_token end at "
+                           "kappa 0.449, rho 1.61 instead of 0.1, 2")
+    assert schedule_notes(["grpo", "opd", "atod_no_anneal"], cfg) == []  # nothing anneals
+    assert schedule_notes(["atod"], TrainConfig(steps=81, anneal=anneal)) == []  # s = 80 reaches the floor
+    (warm,) = schedule_notes(["grpo"], TrainConfig(steps=5, warmup_steps=5, lr=1e-3))
+    assert warm == "train.warmup_steps (5) is not under train.steps (5): the learning rate never reaches train.lr (0.001)"

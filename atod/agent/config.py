@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from atod.agent.vocab import SPECIAL_TOKENS, TAG_TOKENS, VOCAB_FLOOR
 from atod.configbase import Section
@@ -36,6 +36,15 @@ class ModelSpec(Section):
     name_or_path: str | None = None
     arch: TinyArch = TinyArch()
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    @field_validator("dtype")
+    @classmethod
+    def _not_float16(cls, dtype: str) -> str:
+        if dtype == "float16":  # every model of the pipeline is trained: the warm-ups, then the student's RL
+            raise ValueError("float16 is not supported: the pipeline trains every model (SFT warm-up, then RL) "
+                             "with plain AdamW, and float16 weights without loss scaling turn to NaN within a "
+                             "step (AdamW's eps of 1e-8 is 0 in float16); use bfloat16 (or float32)")
+        return dtype
 
     @model_validator(mode="after")
     def _pretrained_needs_name(self):

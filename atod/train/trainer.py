@@ -123,6 +123,23 @@ def needs_teacher(settings: MethodSettings, cfg: TrainConfig) -> bool:
     return any(coefficients(settings, cfg, s)[0] > 0 for s in range(cfg.steps))
 
 
+def schedule_notes(methods: list[str], cfg: TrainConfig) -> list[str]:
+    """Settings that are valid but probably not meant, one sentence each: an annealing horizon the run never
+    reaches (kappa then ends above kappa_min, so the annealed methods anneal only part way), an LR warm-up
+    that lasts the whole run. Printed by the train stage before any run starts."""
+    notes = []
+    annealed = [m for m in methods if m in METHODS and METHODS[m].annealed]
+    if annealed and cfg.anneal.anneal_steps >= cfg.steps:
+        kappa, rho = coefficients(METHODS[annealed[0]], cfg, cfg.steps - 1)
+        notes.append(f"train.anneal.anneal_steps ({cfg.anneal.anneal_steps}) is not under train.steps ({cfg.steps}): "
+                     f"{', '.join(annealed)} end at kappa {kappa:.3g}, rho {rho:.3g} instead of "
+                     f"{cfg.anneal.kappa_min:g}, {cfg.anneal.rho_max:g} (the paper anneals over 80 of 150 steps)")
+    if cfg.warmup_steps >= cfg.steps:
+        notes.append(f"train.warmup_steps ({cfg.warmup_steps}) is not under train.steps ({cfg.steps}): the learning "
+                     f"rate never reaches train.lr ({cfg.lr:g})")
+    return notes
+
+
 # ------------------------------------------------------------------------------------------ data order
 class TaskSampler:
     """Training tasks in a seeded random order, epoch after epoch; the state is (epoch, cursor)."""

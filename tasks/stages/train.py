@@ -273,8 +273,11 @@ def train(params, root: Path, run: StageRun) -> dict[str, Any]:
     (nested under the stage's). `train.parallel_runs` > 1 runs that many at once, each in its own process
     (tasks.parallel: spawned, CPU cores shared out); the results do not depend on the order."""
     from atod.eval.plots import RunCurves, plot_learning_curves
+    from atod.train.trainer import schedule_notes
     from tasks import tracking
 
+    for note in schedule_notes(params.train.methods, params.train):
+        tqdm.write(f"train: note: {note}")
     jobs = trained_runs(params)
     workers = params.train.parallel_runs
     _remove_other_runs(root, jobs)
