@@ -321,3 +321,49 @@ def test_a_profile_override_dvc_yaml_does_not_list_is_refused(tmp_path):
                            str(tmp_path / "params.yaml")], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 2 and "would not rerun them" in proc.stderr
     assert "stages.cache_teacher.params: add `- profiles.gpu.agent`" in proc.stderr
+
+
+def test_evaluate_names_every_missing_input_before_evaluating(tmp_path):
+    """`atod stage evaluate` (or the evaluate flow) run before the stages that make its models: one error
+    naming each missing model and task set and its stage, before any model is evaluated."""
+    from atod.config import resolve
+    from tasks.stages import evaluation_jobs
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(methods=["grpo"], benchmarks=["searchqa"], seeds=[0])
+    params = resolve(raw, profile="default")
+    with pytest.raises(FileNotFoundError) as exc:
+        evaluation_jobs(params, tmp_path)
+    message = str(exc.value)
+    for fragment in ("evaluate needs 6 input(s) that are not there", "data/benchmarks/searchqa (stage prepare)",
+                     "data/models/init/student (stage prepare)", "data/models/student_sft (stage sft_student)",
+                     "data/models/student_seqkd (stage cache_teacher)", "data/models/teacher (stage sft_teacher)",
+                     "data/runs/grpo/searchqa/seed0/final (stage train)"):
+        assert fragment in message, message
+    for d in ("data/benchmarks/searchqa", "data/models/init/student", "data/models/student_sft",
+              "data/models/student_seqkd", "data/models/teacher", "data/runs/grpo/searchqa/seed0/final"):
+        (tmp_path / d).mkdir(parents=True)
+    assert [(j.method, j.checkpoint) for j in evaluation_jobs(params, tmp_path)] == [
+        ("vanilla", "final"), ("sft", "final"), ("seqkd", "final"), ("teacher", "final"), ("grpo", "final")]
+
+
+def test_train_names_every_missing_input_before_any_run(tmp_path):
+    """`atod stage train` before `prepare` and the warm-ups: one error naming what is missing and its stage,
+    before any run starts (the teacher only when a method distills)."""
+    from atod.config import resolve
+    from tasks.stages import StageRun
+    from tasks.stages.train import train
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(methods=["grpo", "opd"], benchmarks=["searchqa"], seeds=[0])
+    with pytest.raises(FileNotFoundError) as exc:
+        train(resolve(raw, profile="default"), tmp_path, StageRun(run_id=None, root=tmp_path))
+    message = str(exc.value)
+    for fragment in ("train needs 3 input(s) that are not there", "data/benchmarks/searchqa (stage prepare)",
+                     "data/models/student_sft (stage sft_student)",
+                     "data/models/teacher (stage sft_teacher; opd distill from it)"):
+        assert fragment in message, message
+    raw["train"]["methods"] = ["grpo"]
+    with pytest.raises(FileNotFoundError, match="train needs 2 input") as exc:
+        train(resolve(raw, profile="default"), tmp_path, StageRun(run_id=None, root=tmp_path))
+    assert "teacher" not in str(exc.value)

@@ -71,9 +71,15 @@ def eval_inputs_digest(params, root: Path, job: EvalJob) -> str:
                           "role": "teacher" if job.method == "teacher" else "student"})
 
 
+# the stage that makes each fixed model (for the error when one is missing)
+_MADE_BY = {"vanilla": "prepare", "sft": "sft_student", "seqkd": "cache_teacher", "teacher": "sft_teacher"}
+
+
 def evaluation_jobs(params, root: Path) -> list[EvalJob]:
     """vanilla, sft, seqkd, the teacher and every trained run's final and best checkpoints, on every
-    benchmark of `train.benchmarks`. A run without a best/ checkpoint (no validation) has only final."""
+    benchmark of `train.benchmarks`. A run without a best/ checkpoint (no validation) has only final.
+    Raises FileNotFoundError naming every missing model and task set, and the stage that makes it, before
+    anything is evaluated."""
     jobs = []
     for bench in params.train.benchmarks:
         for method, path in FIXED_MODELS.items():
@@ -84,6 +90,12 @@ def evaluation_jobs(params, root: Path) -> list[EvalJob]:
                 for kind in ("final", "best"):
                     if kind == "final" or (d / kind).is_dir():
                         jobs.append(EvalJob(method, bench, seed, kind, d / kind))
+    missing = [f"{BENCH_DIR / b} (stage prepare)" for b in params.train.benchmarks if not (root / BENCH_DIR / b).is_dir()]
+    missing += sorted({f"{job.model_dir.relative_to(root) if job.model_dir.is_relative_to(root) else job.model_dir} "
+                       f"(stage {_MADE_BY.get(job.method, 'train')})" for job in jobs if not job.model_dir.is_dir()})
+    if missing:
+        raise FileNotFoundError(f"evaluate needs {len(missing)} input(s) that are not there: {', '.join(missing)}; "
+                                "run those stages first (`dvc repro` runs every stage in order)")
     return jobs
 
 

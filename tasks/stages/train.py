@@ -47,6 +47,7 @@ from tasks.stages.common import (
     read_json,
     remove_path,
     run_dir,
+    trained_methods,
     trained_runs,
     write_json,
 )
@@ -273,10 +274,20 @@ def train(params, root: Path, run: StageRun) -> dict[str, Any]:
     (nested under the stage's). `train.parallel_runs` > 1 runs that many at once, each in its own process
     (tasks.parallel: spawned, CPU cores shared out); the results do not depend on the order."""
     from atod.eval.plots import RunCurves, plot_learning_curves
-    from atod.train.trainer import schedule_notes
+    from atod.train.trainer import METHODS, needs_teacher, schedule_notes
     from tasks import tracking
 
-    for note in schedule_notes(params.train.methods, params.train):
+    cfg = params.train
+    missing = [f"{BENCH_DIR / b} (stage prepare)" for b in cfg.benchmarks if not (root / BENCH_DIR / b).is_dir()]
+    if not (root / SFT_DIR).is_dir():
+        missing.append(f"{SFT_DIR} (stage sft_student)")
+    with_teacher = [m for m in trained_methods(params) if needs_teacher(METHODS[m], cfg)]
+    if with_teacher and not (root / TEACHER_DIR).is_dir():
+        missing.append(f"{TEACHER_DIR} (stage sft_teacher; {', '.join(with_teacher)} distill from it)")
+    if missing:  # before any run starts: otherwise the runs without a teacher would train first
+        raise FileNotFoundError(f"train needs {len(missing)} input(s) that are not there: {', '.join(missing)}; run "
+                                "those stages first (`dvc repro` runs every stage in order)")
+    for note in schedule_notes(cfg.methods, cfg):
         tqdm.write(f"train: note: {note}")
     jobs = trained_runs(params)
     workers = params.train.parallel_runs
