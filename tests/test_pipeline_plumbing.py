@@ -367,3 +367,17 @@ def test_train_names_every_missing_input_before_any_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="train needs 2 input") as exc:
         train(resolve(raw, profile="default"), tmp_path, StageRun(run_id=None, root=tmp_path))
     assert "teacher" not in str(exc.value)
+
+
+def test_run_digest_ignores_knobs_that_change_only_speed(tmp_path):
+    """Lowering `train.microbatch_tokens` (after running out of GPU memory) or checkpointing more often keeps a
+    run's identity, so it resumes; the learning rate does not."""
+    from atod.config import resolve
+    from tasks.stages.train import run_inputs_digest
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    base = run_inputs_digest(resolve(raw, profile="default"), tmp_path, "searchqa")
+    raw["train"].update(microbatch_tokens=1024, checkpoint_every=3, parallel_runs=1, seeds=[5])
+    assert run_inputs_digest(resolve(raw, profile="default"), tmp_path, "searchqa") == base
+    raw["train"]["lr"] = 3e-4
+    assert run_inputs_digest(resolve(raw, profile="default"), tmp_path, "searchqa") != base

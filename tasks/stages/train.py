@@ -76,8 +76,11 @@ def make_validation_fn(params, benchmark, tokenizer) -> Callable[[Any, int], dic
 
 # The code a training run executes: the library and this stage (dvc.yaml's deps of `train`, and more).
 RUN_CODE = ("atod", "tasks/stages/common.py", "tasks/stages/train.py")
-# Knobs of `train` that choose which runs exist or how they are scheduled, not what one run computes.
-SCHEDULING_KEYS = {"methods", "benchmarks", "seeds", "parallel_runs"}
+# Knobs of `train` that choose which runs exist or how they are scheduled, not what one run computes; and
+# the two that change only its speed or memory (how often it checkpoints, how a batch is cut into
+# forward/backward chunks, whose losses sum to the same update up to rounding), which the trainer's resume
+# check ignores too: lowering `microbatch_tokens` after running out of GPU memory resumes the run.
+SCHEDULING_KEYS = {"methods", "benchmarks", "seeds", "parallel_runs", "checkpoint_every", "microbatch_tokens"}
 
 
 def run_inputs_digest(params, root: Path, bench_name: str) -> str:
