@@ -1,7 +1,8 @@
 """The `sft_teacher` stage on a tiny project: killed half-way, the next execution continues from the last
 checkpoint of `sft_warmup.teacher.checkpoint_every` and saves bitwise the model of an execution never
 interrupted; its MLflow run shows the whole learning curve; the checkpoint is removed once the model is
-saved; changed inputs start over."""
+saved; a finished warm-up whose output was deleted is published again without training; changed inputs
+start over."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_killed_warm_up_continues_from_its_checkpoint(project, monkeypatch):
     p = params()
     work = project / RESUME_DIR / "sft_teacher" / warmup_inputs_digest(p, project, "teacher")
     ref_child, ref = run_stage(project, p, monkeypatch, "sft-ref")
-    assert not work.exists()  # removed once the model was saved
+    assert not (work / "checkpoint").exists() and (work / "summary.json").is_file()  # finished: model kept
+    shutil.rmtree(work)  # forget it, to interrupt the next execution
 
     real_loss, calls = sft_module.sft_loss, []
 
@@ -89,7 +91,17 @@ def test_killed_warm_up_continues_from_its_checkpoint(project, monkeypatch):
     assert child.data.metrics == ref_child.data.metrics | {k: v for k, v in child.data.metrics.items()
                                                            if k == "tokens_per_s"}
     assert weights.keys() == ref.keys() and all(torch.equal(weights[k], ref[k]) for k in ref)
-    assert not work.exists()
+    assert not (work / "checkpoint").exists() and (work / "final" / "model.safetensors").is_file()
+
+    # killed after the model was saved, before DVC recorded it: `dvc repro` deletes the output and reruns
+    # the stage, which publishes the finished model again instead of training
+    shutil.rmtree(project / TEACHER_DIR)
+    monkeypatch.setattr(sft_module, "sft_loss", lambda *a, **k: pytest.fail("trained again"))
+    again_child, again = run_stage(project, p, monkeypatch, "sft-published-again")
+    assert again.keys() == ref.keys() and all(torch.equal(again[k], ref[k]) for k in ref)
+    assert again_child.data.tags["run_state"] == "done" and child.data.tags["run_state"] == "fresh"
+    assert (project / TEACHER_DIR / "tokenizer.json").is_file()
+    monkeypatch.setattr(sft_module, "sft_loss", real_loss)
 
     other = params(lr=5e-4)  # other inputs: another work directory, trained from the start
     assert warmup_inputs_digest(other, project, "teacher") != warmup_inputs_digest(p, project, "teacher")
@@ -97,6 +109,7 @@ def test_killed_warm_up_continues_from_its_checkpoint(project, monkeypatch):
         warmup_inputs_digest(p, project, "teacher")
     _, changed = run_stage(project, other, monkeypatch, "sft-other")
     assert any(not torch.equal(changed[k], ref[k]) for k in ref)
+    assert not work.exists()  # a finished warm-up of other inputs: deleted once this one finished
 
 
 def test_warmup_digest_covers_the_code_dvc_reruns_the_stage_for():

@@ -14,7 +14,12 @@ which the former single `sft_warmup` stage warmed them up, so the models are unc
 An interrupted warm-up continues from its last checkpoint (every `checkpoint_every` steps), under
 `dvc repro` or a Prefect flow alike: it trains in .atod/resume/sft_<role>/<digest>/ (untracked, outside
 every DVC output, like the `train` stage's runs), where `digest` covers the code, data and resolved
-config the warm-up depends on (`warmup_inputs_digest`); the checkpoint is removed once the model is saved.
+config the warm-up depends on (`warmup_inputs_digest`). A finished warm-up keeps its model there
+(`final/`, then `summary.json`, written last) and publishes it to the stage's output (hard links where
+the file system allows); its checkpoint is removed. An execution whose output DVC did not keep (killed
+after the model was saved but before `dvc.lock` was written: `dvc repro` deletes a stage's outputs before
+it reruns it) publishes that model again instead of training hours over; the finished warm-ups of other
+inputs are deleted then (unfinished ones stay, to be resumed if their inputs come back).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from tasks.stages.common import (
     BENCH_DIR,
@@ -35,6 +42,8 @@ from tasks.stages.common import (
     _load_benchmarks,
     _save_model,
     inputs_digest,
+    publish_dir,
+    read_json,
     write_json,
 )
 
@@ -68,22 +77,34 @@ def _warm_up(params, root: Path, run: StageRun, role: str) -> dict[str, Any]:
     from atod.train.sft import sft_on_benchmarks
 
     offset, out = _ROLES[role]
-    device = resolve_device(params.models)
-    benchmarks = list(_load_benchmarks(root, params.prepare.benchmarks).values())
     cfg = getattr(params.sft_warmup, role)
-    init = root / INIT_DIR / role
-    tokenizer = load_tokenizer(init)
-    model = load_model(init, getattr(params.models, role), device=device)
     work = root / RESUME_DIR / f"sft_{role}" / warmup_inputs_digest(params, root, role)
-    with run.child(f"sft-{role}", role=role) as log:
-        log_last = _LastMetrics(log)
-        model, stats = sft_on_benchmarks(model, tokenizer, benchmarks, cfg, params.sft_warmup.seed + offset,
-                                         agent_cfg=params.agent, holdout=params.train.eval_tasks, log=log_last,
-                                         device=device, checkpoint_dir=work / "checkpoint")
-        log({f"demo/{k}": v for k, v in stats.items()}, cfg.steps)
-    _save_model(model, tokenizer, root / out)
-    shutil.rmtree(work, ignore_errors=True)  # the model is saved: nothing left to resume
-    summary = {"demo": stats, "final": log_last.last, "steps": cfg.steps}
+    summary = read_json(work / "summary.json") if (work / "final").is_dir() else None
+    if summary is not None:  # finished with the same inputs by an execution whose outputs DVC did not keep
+        tqdm.write(f"sft_{role}: the warm-up finished earlier with the same inputs: its model is published again")
+        with run.child(f"sft-{role}", role=role, run_state="done") as log:
+            log({k: v for k, v in summary["final"].items() if isinstance(v, (int, float))}, summary["steps"])
+    else:
+        device = resolve_device(params.models)
+        benchmarks = list(_load_benchmarks(root, params.prepare.benchmarks).values())
+        init = root / INIT_DIR / role
+        tokenizer = load_tokenizer(init)
+        model = load_model(init, getattr(params.models, role), device=device)
+        with run.child(f"sft-{role}", role=role, run_state="fresh") as log:
+            log_last = _LastMetrics(log)
+            model, stats = sft_on_benchmarks(model, tokenizer, benchmarks, cfg, params.sft_warmup.seed + offset,
+                                             agent_cfg=params.agent, holdout=params.train.eval_tasks, log=log_last,
+                                             device=device, checkpoint_dir=work / "checkpoint")
+            log({f"demo/{k}": v for k, v in stats.items()}, cfg.steps)
+        shutil.rmtree(work / "final", ignore_errors=True)  # a save an earlier execution did not finish
+        _save_model(model, tokenizer, work / "final")
+        summary = {"demo": stats, "final": log_last.last, "steps": cfg.steps}
+        write_json(work / "summary.json", summary)  # last: the warm-up is finished
+        shutil.rmtree(work / "checkpoint", ignore_errors=True)  # the model is saved: nothing left to resume
+    publish_dir(work / "final", root / out)
+    for other in work.parent.iterdir():  # other inputs' finished warm-ups (an unfinished one may be resumed)
+        if other != work and (other / "summary.json").is_file():
+            shutil.rmtree(other, ignore_errors=True)
     write_json(root / METRICS_DIR / f"sft_{role}.json", summary)
     return summary
 
