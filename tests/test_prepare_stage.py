@@ -97,3 +97,16 @@ def test_a_teacher_from_an_earlier_embedded_run_must_share_the_embedded_tokenize
     summary = prepare(resolve(raw, profile="smoke"), tmp_path / "p2", _Run())
     assert summary["tokenizer"]["vocab_size"] == len(embedded)
     assert (tmp_path / "p2" / INIT_DIR / "teacher" / "model.safetensors").is_file()
+
+
+def test_a_missing_pretrained_model_stops_prepare_before_it_writes(tmp_path):
+    """With the embedded tokenizer (built from the generated benchmarks), a mistyped teacher path used to be
+    found only after the task sets and the tokenizer were written."""
+    from atod.agent.models import ModelNotFoundError
+
+    raw = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    raw["models"]["teacher"] = {"source": "pretrained", "name_or_path": str(tmp_path / "no-such-teacher")}
+    root = tmp_path / "project"
+    with pytest.raises(ModelNotFoundError, match=r"model '.*no-such-teacher' could not be loaded"):
+        prepare(resolve(raw, profile="smoke"), root, _Run())
+    assert not root.exists()

@@ -181,6 +181,19 @@ def load_model(path_or_name: str | Path, spec: ModelSpec | None = None,
     return model.to(device).eval()
 
 
+def check_model_available(path_or_name: str | Path) -> None:
+    """Without loading its weights: that the model's config is there and is a causal LM's, and that its
+    tokenizer is there. Raises as `load_model` / `load_tokenizer` would (ModelNotFoundError naming it,
+    NotACausalLMError): for checks before any compute."""
+    name = str(path_or_name)
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise _not_found("model", name, e) from None
+    _check_causal_lm_config(name, config)
+    load_tokenizer(name)
+
+
 def deterministic_cuda() -> None:
     """Same seed, same GPU, same result: deterministic CUDA kernels for the rest of the process.
 

@@ -46,11 +46,14 @@ def _check_pretrained_tokenizers(models, tokenizer) -> None:
 
 def prepare(params, root: Path, run: StageRun) -> dict[str, Any]:
     """Generate every benchmark's task sets, build the tokenizer and the initial student/teacher."""
-    from atod.agent.models import build_tiny_model, load_model, load_tokenizer
+    from atod.agent.models import build_tiny_model, check_model_available, load_model, load_tokenizer
     from atod.agent.tokenizer import benchmarks_tokenizer
     from atod.envs import build_benchmark
 
     models = params.models
+    for role in ("student", "teacher"):  # a missing or mistyped model stops here, before anything is written
+        if getattr(models, role).source == "pretrained":
+            check_model_available(getattr(models, role).name_or_path)
     tokenizer = None
     if models.tokenizer.source == "pretrained":  # the student's own, checked before anything is written
         tokenizer = load_tokenizer(models.student.name_or_path)
