@@ -88,7 +88,7 @@ def anneal_end(runs: dict[tuple[str, str, int], dict[int, dict]], bench: str) ->
         kappas = [(s, steps[s].get("kappa")) for s in sorted(steps)]
         final = kappas[-1][1]
         at_final = [s for s, k in kappas if k == final and s >= 2]
-        if final is not None and len(at_final) >= 2:
+        if final is not None and kappas[0][1] != final and len(at_final) >= 2:  # it moved, then settled
             return at_final[0], f"the end of annealing: atod seed {seed}'s kappa reached {final:g} at step {at_final[0]}"
     last = max(max(steps, default=0) for (b, _, _), steps in runs.items() if b == bench)
     return max(last // 2 + 1, 2), "the middle of the run (no atod run has finished annealing)"

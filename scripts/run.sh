@@ -20,7 +20,8 @@ restore_shipped() {
   # The default profile's slow, method-independent outputs (task sets, tokenizer, the SFT teacher and
   # student: about 7 h on 2 cores) ship in dvc-store/, a DVC remote committed with the code. Restore
   # them first; DVC then skips those stages while their code and params are unchanged (and reruns them
-  # otherwise). `dvc repro --force` reproduces everything from scratch.
+  # otherwise). `dvc repro --force` reruns every stage; with `rm -rf .atod/resume` first (finished
+  # warm-ups, runs and evaluations the stages would reuse) it reproduces everything from scratch.
   if [ -d dvc-store ]; then
     dvc pull --remote embedded --allow-missing prepare sft_teacher sft_student \
       || echo "note: could not restore the shipped outputs from dvc-store; DVC will recompute them" >&2

@@ -53,21 +53,32 @@ def dvc_params(stage: str, raw_params: dict[str, Any]) -> list[str]:
 def undeclared_dvc_params(dvc_yaml: dict[str, Any], raw_params: dict[str, Any]) -> list[tuple[str, str]]:
     """(stage, key) for every key a stage reads (`dvc_params`) that the parsed dvc.yaml's stage does not list
     under `params`: DVC would not rerun the stage when that key changes (typically a profile override
-    added to params.yaml, e.g. `profiles.gpu.agent`). Stages missing from dvc.yaml are not checked."""
+    added to params.yaml, e.g. `profiles.gpu.agent`). As DVC does, a listed key covers the keys under it
+    (`profiles.gpu` covers `profiles.gpu.agent`) and a `{params.yaml: null}` entry the whole file. Stages
+    missing from dvc.yaml are not checked."""
     stages = (dvc_yaml or {}).get("stages") or {}
     missing = []
     for stage in STAGE_PARAMS:
         if stage not in stages:
             continue
         listed: set[str] = set()
+        whole_file = False
         for entry in stages[stage].get("params") or []:
             if isinstance(entry, str):
                 listed.add(entry)
-            elif isinstance(entry, dict):  # {params file: [keys]}
-                for keys in entry.values():
+            elif isinstance(entry, dict):  # {params file: [keys]}, or {params file: null}: all of it
+                for file, keys in entry.items():
+                    whole_file |= file == "params.yaml" and not keys
                     listed.update(keys or [])
-        missing += [(stage, key) for key in dvc_params(stage, raw_params) if key not in listed]
+        missing += [(stage, key) for key in dvc_params(stage, raw_params)
+                    if not whole_file and not _covered(key, listed)]
     return missing
+
+
+def _covered(key: str, listed: set[str]) -> bool:
+    """Whether `key` or a dotted ancestor of it (`profiles.gpu` for `profiles.gpu.agent`) is in `listed`."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in listed for i in range(1, len(parts) + 1))
 
 
 def undeclared_message(missing: list[tuple[str, str]], dvc_yaml_path: str = "dvc.yaml") -> str:
@@ -79,11 +90,12 @@ def undeclared_message(missing: list[tuple[str, str]], dvc_yaml_path: str = "dvc
 
 def check_dvc_params(params_path: Path) -> None:
     """Raise ValueError (`undeclared_message`) when the dvc.yaml beside `params_path` does not list a key its
-    stages read; nothing to check without a dvc.yaml there."""
+    stages read. Only for the file DVC reads, `params.yaml` beside a dvc.yaml: another params file (e.g.
+    `benchmarks/gpu_repro.py`'s `params.gpu_repro.yaml`, run with `atod stage --params`) is not DVC's."""
     import yaml
 
     dvc_yaml = params_path.parent / "dvc.yaml"
-    if not dvc_yaml.is_file() or not params_path.is_file():
+    if params_path.name != "params.yaml" or not dvc_yaml.is_file() or not params_path.is_file():
         return
     missing = undeclared_dvc_params(yaml.safe_load(dvc_yaml.read_text()), yaml.safe_load(params_path.read_text()) or {})
     if missing:

@@ -87,6 +87,10 @@ def test_end_of_annealing_from_the_longest_atod_run_and_pairs_sharing_step_one_o
     shutil.rmtree(tmp_path / "atod" / "alfworld" / "seed1")
     runs = pt.load_runs([tmp_path])
     assert pt.anneal_end(runs, "alfworld")[0] == 2  # seed 0 alone, mid-schedule: the middle of its 2 steps
+    _run(tmp_path, "atod", 2, [0.5] * 6, [1.0] * 6)  # a constant schedule never anneals: the middle
+    assert pt.anneal_end(pt.load_runs([tmp_path]), "alfworld") == (
+        4, "the middle of the run (no atod run has finished annealing)")
+    shutil.rmtree(tmp_path / "atod" / "alfworld" / "seed2")
     _run(tmp_path, "opd", 0, [0.25])  # shares step 1 only with atod seed 0: no row, no error
     assert "atod - opd" not in pt.report(pt.load_runs([tmp_path]), [("atod", "opd")], None)
 

@@ -321,6 +321,14 @@ def test_a_profile_override_dvc_yaml_does_not_list_is_refused(tmp_path):
                            str(tmp_path / "params.yaml")], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 2 and "would not rerun them" in proc.stderr
     assert "stages.cache_teacher.params: add `- profiles.gpu.agent`" in proc.stderr
+    # another params file is not DVC's (benchmarks/gpu_repro.py runs the stages with its own)
+    (tmp_path / "params.gpu_repro.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    check_dvc_params(tmp_path / "params.gpu_repro.yaml")
+    # as DVC does, a listed ancestor covers a key, and `params.yaml:` with no keys the whole file
+    covered = {"stages": {"train": {"params": [*dvc_params("train", yaml.safe_load((ROOT / "params.yaml").read_text())),
+                                               "profiles.gpu"]},
+                          "evaluate": {"params": [{"params.yaml": None}]}}}
+    assert undeclared_dvc_params(covered, raw) == []
 
 
 def test_evaluate_names_every_missing_input_before_evaluating(tmp_path):

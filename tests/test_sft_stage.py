@@ -99,7 +99,8 @@ def test_killed_warm_up_continues_from_its_checkpoint(project, monkeypatch):
     monkeypatch.setattr(sft_module, "sft_loss", lambda *a, **k: pytest.fail("trained again"))
     again_child, again = run_stage(project, p, monkeypatch, "sft-published-again")
     assert again.keys() == ref.keys() and all(torch.equal(again[k], ref[k]) for k in ref)
-    assert again_child.data.tags["run_state"] == "done" and child.data.tags["run_state"] == "fresh"
+    assert again_child.data.tags["run_state"] == "done" and child.data.tags["run_state"] == "resume"
+    assert ref_child.data.tags["run_state"] == "fresh"
     assert (project / TEACHER_DIR / "tokenizer.json").is_file()
     monkeypatch.setattr(sft_module, "sft_loss", real_loss)
 

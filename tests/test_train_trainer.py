@@ -586,6 +586,7 @@ def test_schedule_notes_name_an_annealing_the_run_never_finishes():
     assert note.startswith("train.anneal.anneal_steps (80) is not under train.steps (50): atod, atod_token end at "
                            "kappa 0.449, rho 1.61 instead of 0.1, 2")
     assert schedule_notes(["grpo", "opd", "atod_no_anneal"], cfg) == []  # nothing anneals
+    assert schedule_notes(["atod"], TrainConfig(steps=50, anneal={**anneal, "kind": "constant"})) == []  # meant
     assert schedule_notes(["atod"], TrainConfig(steps=81, anneal=anneal)) == []  # s = 80 reaches the floor
     (warm,) = schedule_notes(["grpo"], TrainConfig(steps=5, warmup_steps=5, lr=1e-3))
     assert warm == "train.warmup_steps (5) is not under train.steps (5): the learning rate never reaches train.lr (0.001)"

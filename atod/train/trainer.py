@@ -129,7 +129,7 @@ def schedule_notes(methods: list[str], cfg: TrainConfig) -> list[str]:
     that lasts the whole run. Printed by the train stage before any run starts."""
     notes = []
     annealed = [m for m in methods if m in METHODS and METHODS[m].annealed]
-    if annealed and cfg.anneal.anneal_steps >= cfg.steps:
+    if annealed and cfg.anneal.kind != "constant" and cfg.anneal.anneal_steps >= cfg.steps:
         kappa, rho = coefficients(METHODS[annealed[0]], cfg, cfg.steps - 1)
         notes.append(f"train.anneal.anneal_steps ({cfg.anneal.anneal_steps}) is not under train.steps ({cfg.steps}): "
                      f"{', '.join(annealed)} end at kappa {kappa:.3g}, rho {rho:.3g} instead of "

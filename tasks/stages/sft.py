@@ -74,6 +74,7 @@ def _warm_up(params, root: Path, run: StageRun, role: str) -> dict[str, Any]:
     an MLflow child run `sft-<role>`; writes its model and metrics/sft_<role>.json and returns that summary
     ({"demo": demonstration stats, "final": last logged metrics, "steps": SFT steps})."""
     from atod.agent.models import load_model, load_tokenizer, resolve_device
+    from atod.train.checkpoint import find_checkpoint
     from atod.train.sft import sft_on_benchmarks
 
     offset, out = _ROLES[role]
@@ -90,7 +91,8 @@ def _warm_up(params, root: Path, run: StageRun, role: str) -> dict[str, Any]:
         init = root / INIT_DIR / role
         tokenizer = load_tokenizer(init)
         model = load_model(init, getattr(params.models, role), device=device)
-        with run.child(f"sft-{role}", role=role, run_state="fresh") as log:
+        state = "resume" if find_checkpoint(work / "checkpoint") is not None else "fresh"
+        with run.child(f"sft-{role}", role=role, run_state=state) as log:
             log_last = _LastMetrics(log)
             model, stats = sft_on_benchmarks(model, tokenizer, benchmarks, cfg, params.sft_warmup.seed + offset,
                                              agent_cfg=params.agent, holdout=params.train.eval_tasks, log=log_last,
