@@ -33,7 +33,6 @@ resume, counts once, the last time).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -48,16 +47,11 @@ DEFAULT_PAIRS = ("atod:opd", "atod:grpo", "opd:grpo", "atod:atod_no_anneal", "at
 
 
 def read_steps(metrics: Path) -> dict[int, dict]:
-    """step -> that step's training record (the last one written; validation lines are skipped)."""
-    out = {}
-    for line in metrics.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:  # a line being appended as this reads
-            continue
-        if "step_time_s" in rec and "success" in rec:
-            out[int(rec["step"])] = rec
-    return out
+    """step -> that step's training record (the last one written; validation lines are skipped, and so is a
+    last line being appended as this reads: `atod.train.metrics_log.read_metrics_log`)."""
+    from atod.train.metrics_log import read_metrics_log
+
+    return {int(rec["step"]): rec for rec in read_metrics_log(metrics) if "step_time_s" in rec and "success" in rec}
 
 
 def load_runs(dirs: list[Path]) -> dict[tuple[str, str, int], dict[int, dict]]:

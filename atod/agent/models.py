@@ -163,11 +163,7 @@ def load_model(path_or_name: str | Path, spec: ModelSpec | None = None,
     `_check_no_missing_weights`) and ValueError naming it if its safetensors weights cannot be read."""
     name = str(path_or_name)
     dtype = DTYPES[spec.dtype] if spec is not None else "auto"
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as e:
-        raise _not_found("model", name, e) from None
-    _check_causal_lm_config(name, config)
+    config = _causal_lm_config(name)
     try:
         with _LOAD_LOCK, quiet_hf_progress():
             model, info = AutoModelForCausalLM.from_pretrained(name, config=config, dtype=dtype,
@@ -181,17 +177,22 @@ def load_model(path_or_name: str | Path, spec: ModelSpec | None = None,
     return model.to(device).eval()
 
 
-def check_model_available(path_or_name: str | Path) -> None:
-    """Without loading its weights: that the model's config is there and is a causal LM's, and that its
-    tokenizer is there. Raises as `load_model` / `load_tokenizer` would (ModelNotFoundError naming it,
-    NotACausalLMError): for checks before any compute."""
-    name = str(path_or_name)
+def _causal_lm_config(name: str):
+    """The model's config, checked to be a causal LM's (ModelNotFoundError naming it if missing)."""
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as e:
         raise _not_found("model", name, e) from None
     _check_causal_lm_config(name, config)
-    load_tokenizer(name)
+    return config
+
+
+def check_model_available(path_or_name: str | Path) -> None:
+    """Without loading its weights: that the model's config is there and is a causal LM's, and that its
+    tokenizer is there. Raises as `load_model` / `load_tokenizer` would (ModelNotFoundError naming it,
+    NotACausalLMError): for checks before any compute."""
+    _causal_lm_config(str(path_or_name))
+    load_tokenizer(path_or_name)
 
 
 def deterministic_cuda() -> None:

@@ -85,6 +85,15 @@ def inputs_digest(code: tuple[str, ...], data: dict[str, Path], config: dict[str
     return hashlib.md5(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def require_inputs(stage: str, root: Path, needs: dict[Path, str]) -> None:
+    """Before any compute: raise FileNotFoundError naming every directory of `needs` (relative to `root` ->
+    the stage that makes it) that is not there."""
+    missing = [f"{path} (stage {made_by})" for path, made_by in needs.items() if not (root / path).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{stage} needs {len(missing)} input(s) that are not there: {', '.join(missing)}; "
+                                "run those stages first (`dvc repro` runs every stage in order)")
+
+
 def remove_path(path: Path) -> None:
     """Delete a file or a directory tree."""
     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()

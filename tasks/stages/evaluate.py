@@ -37,6 +37,7 @@ from tasks.stages.common import (
     inputs_digest,
     read_json,
     remove_path,
+    require_inputs,
     run_dir,
     trained_methods,
     write_json,
@@ -90,12 +91,9 @@ def evaluation_jobs(params, root: Path) -> list[EvalJob]:
                 for kind in ("final", "best"):
                     if kind == "final" or (d / kind).is_dir():
                         jobs.append(EvalJob(method, bench, seed, kind, d / kind))
-    missing = [f"{BENCH_DIR / b} (stage prepare)" for b in params.train.benchmarks if not (root / BENCH_DIR / b).is_dir()]
-    missing += sorted({f"{job.model_dir.relative_to(root) if job.model_dir.is_relative_to(root) else job.model_dir} "
-                       f"(stage {_MADE_BY.get(job.method, 'train')})" for job in jobs if not job.model_dir.is_dir()})
-    if missing:
-        raise FileNotFoundError(f"evaluate needs {len(missing)} input(s) that are not there: {', '.join(missing)}; "
-                                "run those stages first (`dvc repro` runs every stage in order)")
+    needs = {BENCH_DIR / b: "prepare" for b in params.train.benchmarks}
+    needs |= {job.model_dir.relative_to(root): _MADE_BY.get(job.method, "train") for job in jobs}
+    require_inputs("evaluate", root, needs)
     return jobs
 
 

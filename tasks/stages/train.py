@@ -46,6 +46,7 @@ from tasks.stages.common import (
     publish_dir,
     read_json,
     remove_path,
+    require_inputs,
     run_dir,
     trained_methods,
     trained_runs,
@@ -281,15 +282,11 @@ def train(params, root: Path, run: StageRun) -> dict[str, Any]:
     from tasks import tracking
 
     cfg = params.train
-    missing = [f"{BENCH_DIR / b} (stage prepare)" for b in cfg.benchmarks if not (root / BENCH_DIR / b).is_dir()]
-    if not (root / SFT_DIR).is_dir():
-        missing.append(f"{SFT_DIR} (stage sft_student)")
+    needs = {BENCH_DIR / b: "prepare" for b in cfg.benchmarks} | {SFT_DIR: "sft_student"}
     with_teacher = [m for m in trained_methods(params) if needs_teacher(METHODS[m], cfg)]
-    if with_teacher and not (root / TEACHER_DIR).is_dir():
-        missing.append(f"{TEACHER_DIR} (stage sft_teacher; {', '.join(with_teacher)} distill from it)")
-    if missing:  # before any run starts: otherwise the runs without a teacher would train first
-        raise FileNotFoundError(f"train needs {len(missing)} input(s) that are not there: {', '.join(missing)}; run "
-                                "those stages first (`dvc repro` runs every stage in order)")
+    if with_teacher:
+        needs[TEACHER_DIR] = f"sft_teacher; {', '.join(with_teacher)} distill from it"
+    require_inputs("train", root, needs)  # before any run starts: otherwise the runs without a teacher train first
     for note in schedule_notes(cfg.methods, cfg):
         tqdm.write(f"train: note: {note}")
     jobs = trained_runs(params)
