@@ -734,7 +734,9 @@ def training_tables(runs: Sequence[Any]) -> list[tuple[str, str, list[str], list
         ("Time per training step (s)",
          ("Medians over all steps and seeds of the step time and its parts (rollouts, teacher scoring, "
           "update; validation runs outside the step); the last column is the mean over seeds of the summed "
-          "step times of a run, in minutes."),
+          "step times of a run, in minutes. Times are wall clock: a step during which the process was "
+          "paused (SIGSTOP, a suspended machine) or shared its cores counts that time too, which moves the "
+          "sums but hardly the medians."),
          ["benchmark", "method", "seeds", "steps", "step", "rollout", "teacher", "update", "run (min)"], time_rows),
     ]
 
