@@ -293,7 +293,7 @@ def test_parent_from_environment_is_used_and_left_to_its_owner(mlflow_db, monkey
     assert client.get_run(parent).info.status == "RUNNING"  # the flow ends it, not the stage
 
 
-def test_a_profile_override_dvc_yaml_does_not_list_is_refused(tmp_path):
+def test_a_profile_override_dvc_yaml_does_not_list_is_refused(tmp_path, monkeypatch):
     """A profile override added to params.yaml that dvc.yaml does not list would leave `dvc repro` saying
     "up to date" after a change: `atod config validate` (run by scripts/run.sh) and every stage refuse it,
     naming the line to add and where."""
@@ -329,6 +329,14 @@ def test_a_profile_override_dvc_yaml_does_not_list_is_refused(tmp_path):
                                                "profiles.gpu"]},
                           "evaluate": {"params": [{"params.yaml": None}]}}}
     assert undeclared_dvc_params(covered, raw) == []
+    # the parallel evaluate flow (which calls the stage's functions, not `atod stage`) refuses it too,
+    # before it asks DVC whether the stage changed
+    import atod.project_env
+    from flows.evaluate import evaluate_flow
+
+    monkeypatch.setattr(atod.project_env, "configure_environment", lambda root=None: tmp_path)
+    with pytest.raises(ValueError, match=r"stages.evaluate.params: add `- profiles.gpu.agent`"):
+        evaluate_flow.fn()
 
 
 def test_evaluate_names_every_missing_input_before_evaluating(tmp_path):
