@@ -149,10 +149,13 @@ def child_runs(stage_id):
 
 
 def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch):
-    p = params(1, seeds=[0])
+    p = params(1, seeds=[0], methods=["atod", "grpo"])  # atod first: its teacher term moves its weights
     _, ref_summary, ref_weights = run_train_stage(project, p, monkeypatch, "resume-ref")
+    atod0 = ("atod", "searchqa", 0)
+    start = load_file(project / SFT_DIR / "model.safetensors")
+    assert any(not torch.equal(ref_weights[atod0][name], t) for name, t in start.items())  # so the check below can fail
 
-    # interrupt the first run (grpo) at its 2nd update, after the checkpoint of update 1
+    # interrupt the first run (atod) at its 2nd update, after the checkpoint of update 1
     shutil.rmtree(project / RUNS_DIR)
     shutil.rmtree(project / RESUME_DIR / "train")
     log_metrics = tracking.log_metrics
@@ -166,25 +169,26 @@ def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_train_stage(project, p, monkeypatch, "resume-killed", fresh=False)
     monkeypatch.setattr(tracking, "log_metrics", log_metrics)
-    grpo_work = work_dir(project, "grpo", "searchqa", 0, run_inputs_digest(p, project, "searchqa"))
-    assert (grpo_work / "checkpoint").exists() and not (grpo_work / "summary.json").exists()
-    assert not run_dir(project, "grpo", "searchqa", 0).exists()  # published when finished
+    atod_work = work_dir(project, *atod0, run_inputs_digest(p, project, "searchqa"))
+    assert (atod_work / "checkpoint").exists() and not (atod_work / "summary.json").exists()
+    assert not run_dir(project, *atod0).exists()  # published when finished
+    assert not work_dir(project, "grpo", "searchqa", 0, run_inputs_digest(p, project, "searchqa")).exists()
     shutil.rmtree(project / RUNS_DIR)  # as `dvc exp run` does before it starts: the run still resumes
     stale = run_dir(project, "opd", "searchqa", 7)
     (stale / "final").mkdir(parents=True)  # a run the config no longer has
 
     stage_id, summary, weights = run_train_stage(project, p, monkeypatch, "resume-again", fresh=False)
     assert not stale.exists() and not (project / RUNS_DIR / "opd").exists()
-    assert summary["grpo"]["searchqa"]["seed0"]["resumed_from_step"] == 1
+    assert summary["atod"]["searchqa"]["seed0"]["resumed_from_step"] == 1
     assert without_timings(summary) != without_timings(ref_summary)  # resumed_from_step differs, nothing else:
     as_if_uninterrupted = json.loads(json.dumps(summary))
-    as_if_uninterrupted["grpo"]["searchqa"]["seed0"]["resumed_from_step"] = 0
+    as_if_uninterrupted["atod"]["searchqa"]["seed0"]["resumed_from_step"] = 0
     assert without_timings(as_if_uninterrupted) == without_timings(ref_summary)
     for job, tensors in ref_weights.items():  # bitwise the weights of the uninterrupted stage
         assert all(torch.equal(weights[job][name], t) for name, t in tensors.items()), job
     runs = child_runs(stage_id)
-    assert runs["grpo-searchqa-seed0"][0].data.tags["run_state"] == "resume"
-    assert runs["atod-searchqa-seed0"][0].data.tags["run_state"] == "fresh"
+    assert runs["atod-searchqa-seed0"][0].data.tags["run_state"] == "resume"
+    assert runs["grpo-searchqa-seed0"][0].data.tags["run_state"] == "fresh"
     assert all(steps == [1, 2] for _, steps in runs.values())  # step 1 replayed from metrics.jsonl
 
     # a third execution with the same inputs reuses both runs; another learning rate retrains them
@@ -203,9 +207,9 @@ def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch)
                for job, t in before.items())
     assert not any((run_dir(project, *job) / name).exists() for job in before for name in ("checkpoint", "checkpoint.old"))
     assert {r.data.tags["run_state"] for r, _ in child_runs(stage_id).values()} == {"done"}
-    stage_id, _, other = run_train_stage(project, params(1, seeds=[0], lr=3e-4), monkeypatch, "resume-lr", fresh=False)
+    stage_id, _, other = run_train_stage(project, params(1, seeds=[0], methods=["atod", "grpo"], lr=3e-4),
+                                         monkeypatch, "resume-lr", fresh=False)
     assert {r.data.tags["run_state"] for r, _ in child_runs(stage_id).values()} == {"fresh"}
-    atod0 = ("atod", "searchqa", 0)  # (GRPO may not move at all here: every reward can be 0)
     assert any(not torch.equal(other[atod0][name], t) for name, t in ref_weights[atod0].items())
 
 
