@@ -13,6 +13,8 @@ folder (refused if it exists). OUT gets:
   best checkpoints;
 - `webshop_overlap.txt`: `benchmarks/webshop_overlap.py` on the records (WebShop success on all test goals,
   those with a train twin and the rest), when the records hold WebShop;
+- `success_by_group_<benchmark>.txt`: `benchmarks/success_by_group.py` (success by ALFWorld task type and
+  by Search-QA question kind, final checkpoints), where the task files have that field;
 - `paired_training.txt`, `paired_training.png`: `benchmarks/paired_training.py` on the training runs
   (`data/runs`): each pair of methods' training success compared step by step on the same tasks, by phase
   of the annealing, and drawn against the step;
@@ -31,6 +33,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+GROUP_FIELDS = {"alfworld": "task_type", "searchqa": "kind"}  # the task property success is split by
 
 
 def _script(name: str, *args: str) -> str:
@@ -45,6 +48,16 @@ def _benchmarks(records: Path) -> list[str]:
     names = {json.loads(line)["benchmark"] for line in records.read_text().splitlines() if line.strip()}
     return [b for b in ("alfworld", "webshop", "searchqa") if b in names] + sorted(names - {"alfworld", "webshop",
                                                                                              "searchqa"})
+
+
+def _tasks_have(bench_dir: Path, field: str) -> bool:
+    """Whether the first task of the benchmark's split files has `field` in its payload."""
+    for path in sorted(bench_dir.glob("*.jsonl")):
+        lines = path.read_text().splitlines()
+        task = json.loads(lines[0]) if lines else {}
+        if "task_id" in task:
+            return field in task.get("payload", {})
+    return False
 
 
 def _commit(project: Path) -> str:
@@ -99,6 +112,14 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
                                            "--records", str(out / "records.jsonl")))
         commands.append("- `webshop_overlap.txt`: `python benchmarks/webshop_overlap.py --benchmark-dir "
                         "data/benchmarks/webshop --records records.jsonl` in the run's checkout")
+
+    for bench in _benchmarks(records):
+        bench_dir, field = project / "data" / "benchmarks" / bench, GROUP_FIELDS.get(bench)
+        if field and _tasks_have(bench_dir, field):
+            put(f"success_by_group_{bench}.txt", _script("success_by_group.py", str(out / "records.jsonl"),
+                                                          "--tasks", str(bench_dir), "--field", field))
+            commands.append(f"- `success_by_group_{bench}.txt`: `python benchmarks/success_by_group.py records.jsonl "
+                            f"--tasks data/benchmarks/{bench} --field {field}` in the run's checkout")
 
     runs = project / "data" / "runs"
     if list(runs.glob("*/*/seed*/metrics.jsonl")):

@@ -5,7 +5,8 @@ stage's records and the benchmark's task files.
         [--field task_type] [--checkpoint final] [--reference atod]
 
 The compare stage reports one success rate per benchmark and split; this splits it by a field of each task's
-payload (`task_type` for ALFWorld: pick_and_place, pick_two_obj_and_place, look_at_obj_in_light, ...), with
+payload (`task_type` for ALFWorld: pick_and_place, pick_two_obj_and_place, look_at_obj_in_light, ...;
+`kind` for Search-QA: single-hop or bridge questions), with
 every seed's episodes pooled, to show where the models differ. The last rows give `--reference` minus each
 other model per group, paired over the group's tasks (a task's episodes averaged first), with a 95% bootstrap
 interval over tasks (`atod.eval.stats.paired_delta_distribution`, 2,000 resamples, seed 0).
@@ -25,17 +26,19 @@ from atod.eval.compare import EvalRecord, load_records
 from atod.eval.stats import paired_delta_distribution, percentile_interval
 
 
-def task_groups(tasks_dir: Path, field: str) -> dict[str, str]:
-    """`split/task_id` (as in the records) -> the task payload's `field`, over every split file in `tasks_dir`."""
-    groups = {}
+def task_groups(tasks_dir: Path, field: str) -> tuple[str, dict[str, str]]:
+    """The benchmark's name and `split/task_id` (as in the records) -> the task payload's `field`, over every
+    split file in `tasks_dir` (other files there, e.g. Search-QA's corpus.jsonl, hold no tasks)."""
+    benchmark, groups = None, {}
     for path in sorted(tasks_dir.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             task = json.loads(line)
-            if field in task.get("payload", {}):
+            if "task_id" in task and field in task.get("payload", {}):
+                benchmark = task["benchmark"]
                 groups[f"{task['split']}/{task['task_id']}"] = str(task["payload"][field])
     if not groups:
         raise SystemExit(f"no task in {tasks_dir}/*.jsonl has the payload field {field!r}")
-    return groups
+    return benchmark, groups
 
 
 def episodes_by_group(records: list[EvalRecord], groups: dict[str, str], checkpoint: str
@@ -75,9 +78,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="final")
     parser.add_argument("--reference", default="atod", help="the model whose differences to the others are printed")
     args = parser.parse_args()
-    groups = task_groups(args.tasks, args.field)
-    first_task = sorted(args.tasks.glob("*.jsonl"))[0].read_text().splitlines()[0]
-    benchmark = json.loads(first_task)["benchmark"]
+    benchmark, groups = task_groups(args.tasks, args.field)
     records = [r for r in load_records(args.records) if r.benchmark == benchmark]
     episodes = episodes_by_group(records, groups, args.checkpoint)
     if not episodes:

@@ -121,7 +121,7 @@ def test_second_repro_does_nothing(project):
 
 def test_results_archive_of_a_finished_run(project, tmp_path):
     """benchmarks/collect_results.py: the report with its figures beside it (every image link resolves), the
-    records, and the per-seed and WebShop tables exactly as their scripts print them."""
+    records, and the per-seed, WebShop and by-task-type tables exactly as their scripts print them."""
     out = tmp_path / "archive"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "collect_results.py"), str(project), str(out),
                           "--title", "smoke"], capture_output=True, text=True, check=False)
@@ -134,6 +134,10 @@ def test_results_archive_of_a_finished_run(project, tmp_path):
                               check=True).stdout
     assert (out / "per_seed_webshop.txt").read_text().startswith("# final checkpoints\n" + per_seed)
     assert "test goals ask for the product" in (out / "webshop_overlap.txt").read_text()
+    by_type = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "success_by_group.py"), str(out / "records.jsonl"),
+                              "--tasks", str(project / "data" / "benchmarks" / "alfworld")], capture_output=True,
+                             text=True, check=True).stdout
+    assert (out / "success_by_group_alfworld.txt").read_text() == by_type and by_type.startswith("# alfworld: success (%) by task_type")
     paired = (out / "paired_training.txt").read_text()
     assert "step 1 identical across methods" in paired and "atod - opd" in paired
     assert (out / "paired_training.png").is_file()

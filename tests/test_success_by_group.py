@@ -43,8 +43,9 @@ def test_success_pools_seeds_per_group_and_deltas_pair_tasks(tmp_path):
 
     module = load_script("success_by_group")
     path, tasks = _write(tmp_path)
-    groups = module.task_groups(tasks, "task_type")
-    assert groups == {"valid_seen/a": "heat", "valid_seen/b": "heat", "valid_seen/c": "look", "valid_unseen/a": "look"}
+    (tasks / "corpus.jsonl").write_text(json.dumps({"id": "d1", "text": "not a task"}) + "\n")  # as Search-QA's
+    benchmark, groups = module.task_groups(tasks, "task_type")
+    assert benchmark == "alfworld" and groups == {"valid_seen/a": "heat", "valid_seen/b": "heat", "valid_seen/c": "look", "valid_unseen/a": "look"}
     episodes = module.episodes_by_group(load_records(path), groups, "final")
     table = module.success_table(episodes)
     assert table.loc["atod", "heat"] == 75.0 and table.loc["atod", "look"] == 50.0
