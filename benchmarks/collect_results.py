@@ -51,13 +51,16 @@ def _benchmarks(records: Path) -> list[str]:
 
 
 def _tasks_have(bench_dir: Path, field: str) -> bool:
-    """Whether the first task of the benchmark's split files has `field` in its payload."""
-    for path in sorted(bench_dir.glob("*.jsonl")):
-        lines = path.read_text().splitlines()
-        task = json.loads(lines[0]) if lines else {}
-        if "task_id" in task:
-            return field in task.get("payload", {})
-    return False
+    """Whether the first task of the benchmark's first evaluation split has `field` in its payload (tasks
+    the prepare stage generated do; a real benchmark's may not)."""
+    from atod.envs import EVAL_SPLITS
+
+    path = bench_dir / f"{EVAL_SPLITS[bench_dir.name][0]}.jsonl"
+    if not path.is_file():
+        return False
+    with path.open() as f:
+        line = f.readline()
+    return bool(line.strip()) and field in json.loads(line).get("payload", {})
 
 
 def _commit(project: Path) -> str:

@@ -4,12 +4,14 @@ stage's records and the benchmark's task files.
     python benchmarks/success_by_group.py data/eval/records.jsonl --tasks data/benchmarks/alfworld \
         [--field task_type] [--checkpoint final] [--reference atod]
 
-The compare stage reports one success rate per benchmark and split; this splits it by a field of each task's
-payload (`task_type` for ALFWorld: pick_and_place, pick_two_obj_and_place, look_at_obj_in_light, ...;
-`kind` for Search-QA: single-hop or bridge questions), with
-every seed's episodes pooled, to show where the models differ. The last rows give `--reference` minus each
-other model per group, paired over the group's tasks (a task's episodes averaged first), with a 95% bootstrap
-interval over tasks (`atod.eval.stats.paired_delta_distribution`, 2,000 resamples, seed 0).
+The compare stage reports one success rate per benchmark and split; this splits it by a field of each
+evaluation task's payload (`task_type` for ALFWorld: pick_and_place_simple, pick_two_obj_and_place,
+look_at_obj_in_light, ...; `kind` for Search-QA: one_hop, bridge, comparison), every seed's episodes pooled,
+to show where the models differ; a column's header gives its number of tasks. The last rows give
+`--reference` minus each other model per group, paired over the group's tasks (a task's episodes averaged
+first; `n/a` where the two share no task), with a 95% bootstrap interval over tasks
+(`atod.eval.stats.paired_delta_distribution`, 2,000 resamples, seed 0). As in `per_seed_success.py`, only the
+records of `--checkpoint` count: with `best`, the models evaluated once (sft, seqkd, teacher) drop out.
 """
 
 from __future__ import annotations
@@ -22,22 +24,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from atod.envs import EVAL_SPLITS
+from atod.envs.base import Task
 from atod.eval.compare import EvalRecord, load_records
 from atod.eval.stats import paired_delta_distribution, percentile_interval
 
 
 def task_groups(tasks_dir: Path, field: str) -> tuple[str, dict[str, str]]:
-    """The benchmark's name and `split/task_id` (as in the records) -> the task payload's `field`, over every
-    split file in `tasks_dir` (other files there, e.g. Search-QA's corpus.jsonl, hold no tasks)."""
-    benchmark, groups = None, {}
-    for path in sorted(tasks_dir.glob("*.jsonl")):
+    """The benchmark (the folder's name: data/benchmarks/<name>) and `split/task_id` (as in the records) -> the
+    payload's `field`, over its evaluation splits' task files. Raises SystemExit naming tasks without it."""
+    benchmark = tasks_dir.name
+    if benchmark not in EVAL_SPLITS:
+        raise SystemExit(f"{tasks_dir} is not a benchmark's folder: its name must be one of {sorted(EVAL_SPLITS)}")
+    groups, without = {}, []
+    for split in EVAL_SPLITS[benchmark]:
+        path = tasks_dir / f"{split}.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: the prepare stage writes it")
         for line in path.read_text().splitlines():
-            task = json.loads(line)
-            if "task_id" in task and field in task.get("payload", {}):
-                benchmark = task["benchmark"]
-                groups[f"{task['split']}/{task['task_id']}"] = str(task["payload"][field])
-    if not groups:
-        raise SystemExit(f"no task in {tasks_dir}/*.jsonl has the payload field {field!r}")
+            task = Task.from_json(json.loads(line))
+            key = f"{task.split}/{task.task_id}"
+            if field in task.payload:
+                groups[key] = str(task.payload[field])
+            else:
+                without.append(key)
+    if without:
+        raise SystemExit(f"{len(without)} {benchmark} task(s) have no payload field {field!r}, e.g. {without[0]}")
     return benchmark, groups
 
 
@@ -59,15 +71,18 @@ def episodes_by_group(records: list[EvalRecord], groups: dict[str, str], checkpo
 
 
 def success_table(episodes: dict[str, dict[str, dict[str, list[float]]]]) -> pd.DataFrame:
-    """Success (%) per method (rows) and group (columns), episodes pooled; the column `n` of a group's
-    tasks is in the last row."""
-    rows = {}
-    for method, by_group in episodes.items():
-        rows[method] = {g: 100 * np.mean([w for ws in tasks.values() for w in ws]) for g, tasks in by_group.items()}
-    table = pd.DataFrame(rows).T.sort_index(axis=1)
-    any_method = next(iter(episodes.values()))
-    table.loc["tasks"] = [len(any_method.get(g, {})) for g in table.columns]
-    return table
+    """Success (%) per method (rows, in the records' order) and group (columns, sorted, headed `group (n)`
+    with n the number of tasks any method ran in it), episodes pooled."""
+    names = sorted({g for by_group in episodes.values() for g in by_group})
+    tasks = {g: len({t for by_group in episodes.values() for t in by_group.get(g, {})}) for g in names}
+    rows = {method: {f"{g} ({tasks[g]})": 100 * np.mean([w for ws in by_group[g].values() for w in ws])
+                     for g in names if g in by_group}
+            for method, by_group in episodes.items()}
+    return pd.DataFrame(rows).T
+
+
+def _interval(point: float, low: float, high: float) -> str:
+    return "{:+.1f} [{:+.1f}, {:+.1f}]".format(*(round(100 * v, 1) + 0.0 for v in (point, low, high)))  # no -0.0
 
 
 def main() -> None:
@@ -84,22 +99,24 @@ def main() -> None:
     if not episodes:
         raise SystemExit(f"no {args.checkpoint!r} records of {benchmark} in {args.records}")
     pd.set_option("display.width", 200)
-    print(f"# {benchmark}: success (%) by {args.field}, {args.checkpoint} checkpoints, seeds pooled")
+    print(f"# {benchmark}: success (%) by {args.field} (tasks), {args.checkpoint} checkpoints, seeds pooled")
     print(success_table(episodes).round(1).to_string())
     if args.reference not in episodes:
         return
     print(f"\n# {args.reference} - each, points, paired over the group's tasks [95% bootstrap over tasks]")
     deltas = {}
-    for other in sorted(episodes):
+    for other in episodes:
         if other == args.reference:
             continue
         row = {}
         for group, tasks in sorted(episodes[args.reference].items()):
             a = {t: np.asarray(w) for t, w in tasks.items()}
             b = {t: np.asarray(w) for t, w in episodes[other].get(group, {}).items()}
+            if not set(a) & set(b):
+                row[group] = "n/a"
+                continue
             point, dist = paired_delta_distribution(a, b, 2000, np.random.default_rng(0))
-            low, high = percentile_interval(dist, 0.95)
-            row[group] = f"{100 * point:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+            row[group] = _interval(point, *percentile_interval(dist, 0.95))
         deltas[f"{args.reference} - {other}"] = row
     print(pd.DataFrame(deltas).T.to_string())
 

@@ -173,6 +173,8 @@ def test_interrupted_train_stage_resumes_reuses_and_prunes(project, monkeypatch)
     assert (atod_work / "checkpoint").exists() and not (atod_work / "summary.json").exists()
     assert not run_dir(project, *atod0).exists()  # published when finished
     assert not work_dir(project, "grpo", "searchqa", 0, run_inputs_digest(p, project, "searchqa")).exists()
+    at_update_1 = load_file(atod_work / "checkpoint" / "model" / "model.safetensors")
+    assert any(not torch.equal(ref_weights[atod0][name], t) for name, t in at_update_1.items())  # update 2 moves them
     shutil.rmtree(project / RUNS_DIR)  # as `dvc exp run` does before it starts: the run still resumes
     stale = run_dir(project, "opd", "searchqa", 7)
     (stale / "final").mkdir(parents=True)  # a run the config no longer has

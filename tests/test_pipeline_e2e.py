@@ -137,7 +137,9 @@ def test_results_archive_of_a_finished_run(project, tmp_path):
     by_type = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "success_by_group.py"), str(out / "records.jsonl"),
                               "--tasks", str(project / "data" / "benchmarks" / "alfworld")], capture_output=True,
                              text=True, check=True).stdout
-    assert (out / "success_by_group_alfworld.txt").read_text() == by_type and by_type.startswith("# alfworld: success (%) by task_type")
+    assert (out / "success_by_group_alfworld.txt").read_text() == by_type
+    assert by_type.startswith("# alfworld: success (%) by task_type")
+    assert (out / "success_by_group_searchqa.txt").read_text().startswith("# searchqa: success (%) by kind")
     paired = (out / "paired_training.txt").read_text()
     assert "step 1 identical across methods" in paired and "atod - opd" in paired
     assert (out / "paired_training.png").is_file()

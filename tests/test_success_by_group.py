@@ -43,14 +43,14 @@ def test_success_pools_seeds_per_group_and_deltas_pair_tasks(tmp_path):
 
     module = load_script("success_by_group")
     path, tasks = _write(tmp_path)
-    (tasks / "corpus.jsonl").write_text(json.dumps({"id": "d1", "text": "not a task"}) + "\n")  # as Search-QA's
+    (tasks / "train.jsonl").write_text(json.dumps({"id": "d1", "text": "not read"}) + "\n")  # evaluation splits only
     benchmark, groups = module.task_groups(tasks, "task_type")
     assert benchmark == "alfworld" and groups == {"valid_seen/a": "heat", "valid_seen/b": "heat", "valid_seen/c": "look", "valid_unseen/a": "look"}
     episodes = module.episodes_by_group(load_records(path), groups, "final")
     table = module.success_table(episodes)
-    assert table.loc["atod", "heat"] == 75.0 and table.loc["atod", "look"] == 50.0
-    assert table.loc["sft", "heat"] == 50.0 and table.loc["sft", "look"] == 50.0
-    assert list(table.loc["tasks"]) == [2, 2]
+    assert list(table.columns) == ["heat (2)", "look (2)"] and list(table.index) == ["atod", "sft"]
+    assert table.loc["atod", "heat (2)"] == 75.0 and table.loc["atod", "look (2)"] == 50.0
+    assert table.loc["sft", "heat (2)"] == 50.0 and table.loc["sft", "look (2)"] == 50.0
     out = subprocess.run([sys.executable, str(SCRIPT), str(path), "--tasks", str(tasks)],
                          capture_output=True, text=True, check=True).stdout
     # heat, per task: atod a 1.0 b 0.5, sft a 1 b 0 -> deltas 0 and +0.5, mean +25 points;
@@ -58,9 +58,17 @@ def test_success_pools_seeds_per_group_and_deltas_pair_tasks(tmp_path):
     assert "+25.0 [" in out and "+0.0 [" in out and "atod - sft" in out
 
 
-def test_a_task_missing_from_the_task_files_is_an_error(tmp_path):
+def test_missing_tasks_or_fields_are_errors_that_name_them(tmp_path):
     path, tasks = _write(tmp_path)
+
+    def run(*extra):
+        proc = subprocess.run([sys.executable, str(SCRIPT), str(path), "--tasks", str(tasks), *extra],
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode != 0
+        return proc.stderr
+
+    assert "4 alfworld task(s) have no payload field 'kind', e.g. valid_seen/a" in run("--field", "kind")
+    (tasks / "valid_seen.jsonl").write_text(json.dumps(_task("valid_seen", "a", "heat")) + "\n")
+    assert "task 'valid_seen/b' of atod's records is not in the task files" in run()
     (tasks / "valid_unseen.jsonl").unlink()
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(path), "--tasks", str(tasks)],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode != 0 and "task 'valid_unseen/a' of atod's records is not in the task files" in proc.stderr
+    assert "valid_unseen.jsonl not found: the prepare stage writes it" in run()

@@ -735,7 +735,7 @@ def training_tables(runs: Sequence[Any]) -> list[tuple[str, str, list[str], list
          ("Medians over all steps and seeds of the step time and its parts (rollouts, teacher scoring, "
           "update; validation runs outside the step); the last column is the mean over seeds of the summed "
           "step times of a run, in minutes. Times are wall clock: a step during which the process was "
-          "paused (SIGSTOP, a suspended machine) or shared its cores counts that time too, which moves the "
+          "paused (e.g. by SIGSTOP) or shared its cores counts that time too, which moves the "
           "sums but hardly the medians."),
          ["benchmark", "method", "seeds", "steps", "step", "rollout", "teacher", "update", "run (min)"], time_rows),
     ]
