@@ -101,7 +101,8 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
     written.append("records.jsonl")
 
     commands = []
-    for bench in _benchmarks(records):
+    benchmarks = _benchmarks(records)
+    for bench in benchmarks:
         parts = []
         for checkpoint in ("final", "best"):
             args = [str(out / "records.jsonl"), "--benchmark", bench, "--checkpoint", checkpoint]
@@ -109,14 +110,14 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
         put(f"per_seed_{bench}.txt", "\n".join(parts))
         commands.append(f"- `per_seed_{bench}.txt`: `python benchmarks/per_seed_success.py records.jsonl "
                         f"--benchmark {bench} --checkpoint final` (then `best`)")
-    if "webshop" in _benchmarks(records):
+    if "webshop" in benchmarks:
         bench_dir = project / "data" / "benchmarks" / "webshop"
         put("webshop_overlap.txt", _script("webshop_overlap.py", "--benchmark-dir", str(bench_dir),
                                            "--records", str(out / "records.jsonl")))
         commands.append("- `webshop_overlap.txt`: `python benchmarks/webshop_overlap.py --benchmark-dir "
                         "data/benchmarks/webshop --records records.jsonl` in the run's checkout")
 
-    for bench in _benchmarks(records):
+    for bench in benchmarks:
         bench_dir, field = project / "data" / "benchmarks" / bench, GROUP_FIELDS.get(bench)
         if field and _tasks_have(bench_dir, field):
             put(f"success_by_group_{bench}.txt", _script("success_by_group.py", str(out / "records.jsonl"),
