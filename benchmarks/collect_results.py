@@ -13,6 +13,8 @@ folder (refused if it exists). OUT gets:
   best checkpoints;
 - `webshop_overlap.txt`: `benchmarks/webshop_overlap.py` on the records (WebShop success on all test goals,
   those with a train twin and the rest), when the records hold WebShop;
+- `webshop_purchases.txt`: `benchmarks/webshop_purchases.py` on the records (the share of WebShop episodes
+  that bought and their purchases' mean score), when the records hold WebShop;
 - `success_by_group_<benchmark>.txt`: `benchmarks/success_by_group.py` (success by ALFWorld task type and
   by Search-QA question kind, final checkpoints), where the task files have that field;
 - `paired_training.txt`, `paired_training.png`: `benchmarks/paired_training.py` on the training runs
@@ -116,6 +118,11 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
                                            "--records", str(out / "records.jsonl")))
         commands.append("- `webshop_overlap.txt`: `python benchmarks/webshop_overlap.py --benchmark-dir "
                         "data/benchmarks/webshop --records records.jsonl` in the run's checkout")
+        put("webshop_purchases.txt", _script("webshop_purchases.py", "--benchmark-dir", str(bench_dir),
+                                             "--records", str(out / "records.jsonl")))
+        commands.append("- `webshop_purchases.txt`: `python benchmarks/webshop_purchases.py --benchmark-dir "
+                        "data/benchmarks/webshop --records records.jsonl` in the run's checkout (the share of "
+                        "episodes that bought and their purchases' score)")
 
     for bench in benchmarks:
         bench_dir, field = project / "data" / "benchmarks" / bench, GROUP_FIELDS.get(bench)

@@ -134,6 +134,8 @@ def test_results_archive_of_a_finished_run(project, tmp_path):
                               check=True).stdout
     assert (out / "per_seed_webshop.txt").read_text().startswith("# final checkpoints\n" + per_seed)
     assert "test goals ask for the product" in (out / "webshop_overlap.txt").read_text()
+    purchases = (out / "webshop_purchases.txt").read_text()
+    assert re.match(r"an episode that ended before turn \d+ bought", purchases) and "\nteacher " in purchases
     by_type = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "success_by_group.py"), str(out / "records.jsonl"),
                               "--tasks", str(project / "data" / "benchmarks" / "alfworld")], capture_output=True,
                              text=True, check=True).stdout
