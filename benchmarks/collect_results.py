@@ -10,13 +10,15 @@ folder (refused if it exists). OUT gets:
 - `comparison.json`, `train.json`, `cache_teacher.json`: the stages' DVC metrics files, where present;
 - `records.jsonl`: the evaluate stage's per-episode outcomes (every number can be recomputed from it);
 - `per_seed_<benchmark>.txt`: `benchmarks/per_seed_success.py` for each benchmark in the records, final and
-  best checkpoints;
+  best checkpoints, and `per_seed_average.txt` (each seed's mean over the benchmarks) when there are several;
 - `webshop_overlap.txt`: `benchmarks/webshop_overlap.py` on the records (WebShop success on all test goals,
   those with a train twin and the rest), when the records hold WebShop;
 - `webshop_purchases.txt`: `benchmarks/webshop_purchases.py` on the records (the share of WebShop episodes
   that bought and their purchases' mean score), when the records hold WebShop;
 - `success_by_group_<benchmark>.txt`: `benchmarks/success_by_group.py` (success by ALFWorld task type and
   by Search-QA question kind, final checkpoints), where the task files have that field;
+- `claims_best.txt`: `benchmarks/claims_at_checkpoint.py --checkpoint best` (the claims and ATOD's deltas at
+  the best validation checkpoint), when the records hold best checkpoints;
 - `paired_training.txt`, `paired_training.png`: `benchmarks/paired_training.py` on the training runs
   (`data/runs`): each pair of methods' training success compared step by step on the same tasks, by phase
   of the annealing, and drawn against the step;
@@ -104,7 +106,7 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
 
     commands = []
     benchmarks = _benchmarks(records)
-    for bench in benchmarks:
+    for bench in benchmarks + (["average"] if len(benchmarks) > 1 else []):
         parts = []
         for checkpoint in ("final", "best"):
             args = [str(out / "records.jsonl"), "--benchmark", bench, "--checkpoint", checkpoint]
@@ -131,6 +133,11 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
                                                           "--tasks", str(bench_dir), "--field", field))
             commands.append(f"- `success_by_group_{bench}.txt`: `python benchmarks/success_by_group.py records.jsonl "
                             f"--tasks data/benchmarks/{bench} --field {field}` in the run's checkout")
+
+    if any(json.loads(line)["checkpoint"] == "best" for line in records.read_text().splitlines() if line.strip()):
+        put("claims_best.txt", _script("claims_at_checkpoint.py", str(out / "records.jsonl"), "--checkpoint", "best"))
+        commands.append("- `claims_best.txt`: `python benchmarks/claims_at_checkpoint.py records.jsonl --checkpoint "
+                        "best` (the paper's claims and ATOD's deltas at the best validation checkpoint)")
 
     runs = project / "data" / "runs"
     if list(runs.glob("*/*/seed*/metrics.jsonl")):

@@ -55,3 +55,20 @@ def test_cli_reference_model_and_several_files(tmp_path):
     assert "opd_full         25.0" in out
     assert "opd_full - atod             -50.0   mean -50.0" in out  # seed 0 only: opd_full ran one seed
     assert "opd_full - sft              +0.0   mean +0.0" in out
+
+
+def test_average_is_each_seeds_mean_over_benchmarks():
+    from atod.eval.compare import EvalRecord
+
+    records = [EvalRecord.from_json(r) for r in RECORDS + [
+        _record("atod", 0, "test", [1, 1, 0, 0], benchmark="webshop"),    # webshop seed 0: 50 (with the 0 of 3 above: 2 of 7)
+        _record("atod", 1, "test", [1, 0, 0, 0], benchmark="webshop"),    # webshop seed 1: 25
+        _record("sft", 0, "test", [0, 0, 0, 0, 0], benchmark="webshop"),  # 0
+    ]]
+    # atod seed 0: (75 + 100 * 2 / 7) / 2; seed 1: (25 + 25) / 2; sft: (25 + 0) / 2; a pair missing one
+    # benchmark (opd on alfworld only) has no average
+    records.append(EvalRecord.from_json(_record("opd", 0, "valid_seen", [1, 1])))
+    success = _module().per_seed_average(records, "final")
+    assert success.keys() == {("atod", 0), ("atod", 1), ("sft", 0)}
+    assert abs(success[("atod", 0)] - (75 + 200 / 7) / 2) < 1e-9
+    assert success[("atod", 1)] == 25.0 and success[("sft", 0)] == 12.5

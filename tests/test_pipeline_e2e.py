@@ -133,7 +133,14 @@ def test_results_archive_of_a_finished_run(project, tmp_path):
                                str(out / "records.jsonl"), "--benchmark", "webshop"], capture_output=True, text=True,
                               check=True).stdout
     assert (out / "per_seed_webshop.txt").read_text().startswith("# final checkpoints\n" + per_seed)
+    average = (out / "per_seed_average.txt").read_text()  # the smoke project runs all three benchmarks
+    assert average.startswith("# final checkpoints\n")
+    assert re.search(r"^atod - opd .*mean [+-]\d", average, re.MULTILINE)
     assert "test goals ask for the product" in (out / "webshop_overlap.txt").read_text()
+    claims = (out / "claims_best.txt").read_text()
+    assert claims.startswith("# checkpoint asked for: best; used:") and "atod best" in claims
+    assert re.search(r"^ATOD beats OPD by about 3-4 points +average \(alfworld, webshop, searchqa\) +[+-]\d", claims,
+                     re.MULTILINE)
     purchases = (out / "webshop_purchases.txt").read_text()
     assert re.match(r"an episode that ended before turn \d+ bought", purchases) and "\nteacher " in purchases
     by_type = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "success_by_group.py"), str(out / "records.jsonl"),
