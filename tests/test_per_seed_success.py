@@ -61,7 +61,7 @@ def test_average_is_each_seeds_mean_over_benchmarks():
     from atod.eval.compare import EvalRecord
 
     records = [EvalRecord.from_json(r) for r in RECORDS + [
-        _record("atod", 0, "test", [1, 1, 0, 0], benchmark="webshop"),    # webshop seed 0: 50 (with the 0 of 3 above: 2 of 7)
+        _record("atod", 0, "test", [1, 1, 0, 0], benchmark="webshop"),    # with RECORDS' 0 of 3: 2 of 7
         _record("atod", 1, "test", [1, 0, 0, 0], benchmark="webshop"),    # webshop seed 1: 25
         _record("sft", 0, "test", [0, 0, 0, 0, 0], benchmark="webshop"),  # 0
     ]]
