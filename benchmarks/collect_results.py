@@ -36,6 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from atod.eval.compare import order_benchmarks
+
 HERE = Path(__file__).resolve().parent
 GROUP_FIELDS = {"alfworld": "task_type", "searchqa": "kind"}  # the task property success is split by
 
@@ -46,12 +48,6 @@ def _script(name: str, *args: str) -> str:
     if proc.returncode != 0:
         raise SystemExit(f"{name} {' '.join(args)} failed:\n{proc.stderr}")
     return proc.stdout
-
-
-def _benchmarks(records: Path) -> list[str]:
-    names = {json.loads(line)["benchmark"] for line in records.read_text().splitlines() if line.strip()}
-    return [b for b in ("alfworld", "webshop", "searchqa") if b in names] + sorted(names - {"alfworld", "webshop",
-                                                                                             "searchqa"})
 
 
 def _tasks_have(bench_dir: Path, field: str) -> bool:
@@ -105,7 +101,8 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
     written.append("records.jsonl")
 
     commands = []
-    benchmarks = _benchmarks(records)
+    rows = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    benchmarks = order_benchmarks(row["benchmark"] for row in rows)
     for bench in benchmarks + (["average"] if len(benchmarks) > 1 else []):
         parts = []
         for checkpoint in ("final", "best"):
@@ -134,7 +131,7 @@ def collect(project: Path, out: Path, title: str) -> list[str]:
             commands.append(f"- `success_by_group_{bench}.txt`: `python benchmarks/success_by_group.py records.jsonl "
                             f"--tasks data/benchmarks/{bench} --field {field}` in the run's checkout")
 
-    if any(json.loads(line)["checkpoint"] == "best" for line in records.read_text().splitlines() if line.strip()):
+    if any(row["checkpoint"] == "best" for row in rows):
         put("claims_best.txt", _script("claims_at_checkpoint.py", str(out / "records.jsonl"), "--checkpoint", "best"))
         commands.append("- `claims_best.txt`: `python benchmarks/claims_at_checkpoint.py records.jsonl --checkpoint "
                         "best` (the paper's claims and ATOD's deltas at the best validation checkpoint)")
