@@ -11,7 +11,7 @@ steps in the reproduction), so its numbers include that choice's noise.
 
 import argparse
 
-from atod.eval.compare import build_comparison, load_records
+from atod.eval.compare import _signed, build_comparison, load_records
 from atod.eval.config import CompareConfig
 
 
@@ -29,16 +29,12 @@ def main() -> None:
     print(f"# points, {100 * cfg.confidence:.0f}% bootstrap CI ({cfg.bootstrap_samples} resamples, seed {cfg.seed})\n")
     print("# the paper's claims")
     for claim in c.claims:
-        ours = "not run" if claim.delta is None else _points(claim.delta.delta, claim.delta.ci)
+        ours = "not run" if claim.delta is None else _signed(claim.delta)
         print(f"{claim.claim:64s} {claim.scope:40s} {ours:24s} {claim.direction}")
     print("\n# atod - each")
     for d in c.deltas:
         if d.method == "atod":
-            print(f"atod - {d.baseline:16s} {d.benchmark:10s} {_points(d.delta, d.ci)}")
-
-
-def _points(delta: float, ci: tuple[float, float]) -> str:
-    return f"{100 * delta:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+            print(f"atod - {d.baseline:16s} {d.benchmark:10s} {_signed(d)}")
 
 
 if __name__ == "__main__":
